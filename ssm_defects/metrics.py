@@ -188,6 +188,7 @@ def _ader_points(masks, maps, n_thresholds, neg_sorted):
 
 def _au_pro_ader(masks, maps, fpr_limit=0.3, n_thresholds=100, neg_sorted=None) -> float:
     if not masks.any() or masks.all(): return _undefined("AU-PRO needs at least one defect region and some defect-free pixels")
+    if maps.min() == maps.max(): return _undefined("the ADer grid is empty for constant maps")
     if neg_sorted is None: neg_sorted = _sorted_negatives(masks, maps)
     fprs, pros = _ader_points(masks, maps, n_thresholds, neg_sorted)
     keep = fprs < fpr_limit
@@ -233,7 +234,8 @@ def pixel_metrics(masks, maps, fpr_limit: float = 0.3, pro_method: str = 'offici
     pos, neg_sorted = maps[masks], _sorted_negatives(masks, maps) # (P,), (N_-,) ascending
     m = _curve_metrics(pos, neg_sorted)
     if f1_method == 'ader' and len(pos) and len(neg_sorted):
-        m['F1max'] = _pixel_f1max_ader(pos, neg_sorted, maps.min(), maps.max())
+        lo, hi = maps.min(), maps.max()
+        m['F1max'] = _pixel_f1max_ader(pos, neg_sorted, lo, hi) if hi > lo else _undefined("min-max normalisation of constant maps")
     if pro_method == 'official': m['AUPRO'] = _au_pro_official(masks, maps, fpr_limit, neg_sorted)
     else: m['AUPRO'] = _au_pro_ader(masks, maps, fpr_limit, n_thresholds, neg_sorted)
     return {f'pixel_{k}': v for k, v in m.items()}
