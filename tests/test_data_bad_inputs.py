@@ -1,0 +1,135 @@
+"Bad inputs to the dataset loaders of `ssm_defects.data` raise errors that name the problem and the fix."
+import csv, shutil
+import numpy as np
+import pytest
+from PIL import Image
+from ssm_defects.data import (MVTecDataset, VisADataset, ClassFolderDataset, make_textures, file_hashes,
+                              build_fixture, VISA_SPLIT_FILE, VISA_COLUMNS)
+
+
+def png(path, size=(16, 16), value=128):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full(size[::-1], value, np.uint8)).save(path)
+
+
+@pytest.fixture
+def mvtec(tmp_path):
+    "A tiny valid MVTec-layout dataset: one category, 2 train, 1 good + 2 defective test images with masks."
+    c = tmp_path/'mv'/'widget'
+    for i in range(2): png(c/'train'/'good'/f'{i:03d}.png')
+    png(c/'test'/'good'/'000.png')
+    for i in range(2):
+        png(c/'test'/'dent'/f'{i:03d}.png'); png(c/'ground_truth'/'dent'/f'{i:03d}_mask.png', value=255)
+    return tmp_path/'mv'
+
+
+def test_valid_tree_loads(mvtec):
+    ds = MVTecDataset(mvtec, split='test')
+    assert len(ds) == 3 and ds.labels == [1, 1, 0]                   # defect folders sorted: 'dent' before 'good'
+    assert ds[0]['mask'].shape == (1, 16, 16)
+
+
+def test_missing_root(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"): MVTecDataset(tmp_path/'nope')
+
+
+def test_missing_category(mvtec):
+    with pytest.raises(FileNotFoundError, match="category 'gadget' not found.*available: \\['widget'\\]"):
+        MVTecDataset(mvtec, 'gadget')
+
+
+def test_missing_split(mvtec):
+    with pytest.raises(FileNotFoundError, match="no 'validation' split folder"): MVTecDataset(mvtec, split='validation')
+
+
+def test_image_without_mask(mvtec):
+    (mvtec/'widget'/'ground_truth'/'dent'/'001_mask.png').unlink()
+    with pytest.raises(FileNotFoundError, match="has no mask: expected .*001_mask.png"): MVTecDataset(mvtec, split='test')
+
+
+def test_mask_without_image(mvtec):
+    (mvtec/'widget'/'test'/'dent'/'001.png').unlink()
+    with pytest.raises(FileNotFoundError, match="001_mask.png has no image"): MVTecDataset(mvtec, split='test')
+
+
+def test_corrupt_file(mvtec):
+    (mvtec/'widget'/'train'/'good'/'001.png').write_bytes(b'\x00garbage')
+    with pytest.raises(ValueError, match="001.png is not a readable image"): MVTecDataset(mvtec)
+
+
+def test_truncated_file_fails_when_read(mvtec):
+    f = mvtec/'widget'/'train'/'good'/'001.png'
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(f)
+    f.write_bytes(f.read_bytes()[:200])
+    ds = MVTecDataset(mvtec)
+    with pytest.raises(ValueError, match="001.png is not a readable image"): ds[1]
+
+
+def test_mask_size_differs(mvtec):
+    png(mvtec/'widget'/'ground_truth'/'dent'/'000_mask.png', size=(8, 16), value=255)
+    with pytest.raises(ValueError, match="is 8x16 but its image .* is 16x16"): MVTecDataset(mvtec, split='test')
+
+
+def test_defects_in_train(mvtec):
+    png(mvtec/'widget'/'train'/'dent'/'000.png')
+    with pytest.raises(ValueError, match="only normal images"): MVTecDataset(mvtec)
+
+
+@pytest.fixture
+def visa(tmp_path):
+    r = tmp_path/'visa'
+    png(r/'pcb'/'Data'/'Images'/'Normal'/'0000.JPG'); png(r/'pcb'/'Data'/'Images'/'Anomaly'/'000.JPG')
+    png(r/'pcb'/'Data'/'Masks'/'Anomaly'/'000.png', value=2)
+    rows = [dict(object='pcb', split='train', label='normal', image='pcb/Data/Images/Normal/0000.JPG', mask=''),
+            dict(object='pcb', split='test', label='anomaly', image='pcb/Data/Images/Anomaly/000.JPG',
+                 mask='pcb/Data/Masks/Anomaly/000.png')]
+    (r/'split_csv').mkdir()
+    with open(r/VISA_SPLIT_FILE, 'w', newline='') as f:
+        w = csv.DictWriter(f, VISA_COLUMNS); w.writeheader(); w.writerows(rows)
+    return r
+
+
+def test_visa_ok_and_region_ids_are_defects(visa):
+    it = VisADataset(visa, split='test')[0]
+    assert it['label'] == 1 and it['mask'].min() == 1
+
+
+def test_visa_missing_split_file(visa):
+    (visa/VISA_SPLIT_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match="prepare_data"): VisADataset(visa)
+
+
+def test_visa_missing_mask_and_image(visa):
+    (visa/'pcb'/'Data'/'Masks'/'Anomaly'/'000.png').unlink()
+    with pytest.raises(FileNotFoundError, match="has no mask"): VisADataset(visa, split='test')
+    (visa/'pcb'/'Data'/'Images'/'Normal'/'0000.JPG').unlink()
+    with pytest.raises(FileNotFoundError, match="does not exist: restore it"): VisADataset(visa, split='train')
+
+
+@pytest.fixture
+def classes(tmp_path):
+    r = tmp_path/'cls'
+    for split in ('train', 'test'):
+        for c in ('crack', 'dent'):
+            for i in range(3): png(r/split/c/f'{i}.png')
+    return r
+
+
+def test_class_folders(classes):
+    ds = ClassFolderDataset(classes, 'test')
+    assert ds.classes == ['crack', 'dent'] and ds.labels == [0, 0, 0, 1, 1, 1]
+    with pytest.raises(FileNotFoundError, match="no 'valid' split folder"): ClassFolderDataset(classes, 'valid')
+    png(classes/'test'/'hole'/'0.png')
+    with pytest.raises(ValueError, match="not in the classes"): ClassFolderDataset(classes, 'test')
+    for p in (classes/'train'/'dent').iterdir(): p.unlink()
+    with pytest.raises(FileNotFoundError, match="no .* images in .*dent"): ClassFolderDataset(classes, 'train')
+
+
+def test_fixture_deterministic_and_atomic(tmp_path):
+    a, b = make_textures(tmp_path/'a', seed=3), make_textures(tmp_path/'b', seed=3)
+    assert file_hashes(a) == file_hashes(b) and len(file_hashes(a)) > 200
+    assert len(MVTecDataset(a, split='validation')) == 36
+    def interrupted(tmp):
+        png(tmp/'x.png'); raise RuntimeError('interrupted')
+    with pytest.raises(RuntimeError): build_fixture(tmp_path/'half', interrupted, name='half', seed=0)
+    assert not (tmp_path/'half').exists() and not any(p.name.startswith('.half') for p in tmp_path.iterdir())
