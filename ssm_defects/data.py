@@ -116,8 +116,9 @@ def mvtec_records(root, category, split='train') -> list:
     if not cdir.is_dir(): raise FileNotFoundError(f"category {category!r} not found in {root}; available: {mvtec_categories(root)}")
     sdir = cdir/split
     if not sdir.is_dir():
+        hint = " (MVTec-AD itself has only train and test: use valid_split='test')" if split == 'validation' else ''
         raise FileNotFoundError(f"{cdir} has no {split!r} split folder (expected {sdir}/good/...); the splits present "
-                                f"are: {[s for s in _subfolders(cdir) if 'ground_truth' not in s]}")
+                                f"are: {[s for s in _subfolders(cdir) if 'ground_truth' not in s]}{hint}")
     defects = _subfolders(sdir)
     if split == 'train' and defects != ['good']:
         raise ValueError(f"{sdir} must hold only normal images in {sdir}/good (found folders {defects}): anomaly "
