@@ -78,7 +78,7 @@ def _gilbert(r, c, ar, ac, br, bc, out):
              -gr, -gc, -(ar - hr), -(ac - hc), out)
 
 def hilbert_order(h, w):
-    "Generalized Hilbert curve on an h×w map, from the top-left (0, 0) to the top-right (0, w−1) corner."
+    "Generalized Hilbert curve on an h×w map from (0, 0) to (0, w−1) (single columns and 2×odd maps end elsewhere)."
     cells = []
     _gilbert(0, 0, 0, w, h, 0, cells)                # major axis along the width, whatever the aspect ratio
     return [r * w + c for r, c in cells]
