@@ -114,7 +114,7 @@ def main():
                 torch.cuda.empty_cache()
                 print(*rows[-1], sep='\t', flush=True)
     props = torch.cuda.get_device_properties(0)
-    header = ['dim', 'L', 'backend', 'forward ms', 'forward+backward ms', 'max |out - triton|']
+    header = ['dim', 'L', 'backend', 'forward ms', 'forward+backward ms', 'max abs diff of out vs triton']
     lines = [f'# Selective scan on the GPU ({props.name})', '',
              f'{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC · torch {torch.__version__} · '
              f'triton {triton.__version__} · CUDA {torch.version.cuda} · {platform.node()}', '',
