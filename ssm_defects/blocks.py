@@ -49,18 +49,19 @@ class SS2D(nn.Module):
     """2D selective scan (MambaAD eq. 8, VMamba SS2D), channels-last: (B, H, W, d_model) → (B, H, W, d_model).
     The map is read along `directions` (1, 2, 4, 8 or a tuple of ids, see `curves.direction_ids`) of the curve
     `scan`; each direction has its own x_proj, dt_proj, A_log and D; all run in one `selective_scan` call with
-    `backend` (None: the scan's default from settings.ini)."""
+    `backend` (None: the scan's default from settings.ini). `gate=False` drops the SiLU(z) gate (VMamba's
+    'no z' variant, used by MemoryMamba): in_proj then maps C → d_inner only."""
     def __init__(self, d_model, d_state=16, expand=2, d_conv=3, dt_rank='auto', scan='hilbert', directions=8,
-                 backend=None):
+                 backend=None, gate=True):
         super().__init__()
         if scan not in METHODS: raise ValueError(f"SS2D: unknown scan {scan!r}; choose one of {METHODS}")
         if d_conv % 2 == 0: raise ValueError(f"SS2D: d_conv must be odd to keep the map size, got {d_conv}")
-        self.scan, self.directions, self.backend = scan, directions, backend
+        self.scan, self.directions, self.backend, self.gate = scan, directions, backend, gate
         K = len(direction_ids(directions))
-        self.d_model, self.d_state, self.d_inner = d_model, d_state, expand * d_model
+        self.d_model, self.d_state, self.d_inner = d_model, d_state, int(expand * d_model)
         self.dt_rank = math.ceil(d_model / 16) if dt_rank == 'auto' else dt_rank
         D, N, R = self.d_inner, d_state, self.dt_rank
-        self.in_proj = nn.Linear(d_model, 2 * D, bias=False)
+        self.in_proj = nn.Linear(d_model, 2 * D if gate else D, bias=False)
         self.conv2d = nn.Conv2d(D, D, d_conv, padding=d_conv // 2, groups=D, bias=True)
         self.x_proj_weight = nn.Parameter(torch.empty(K, R + 2 * N, D).uniform_(-D**-0.5, D**-0.5))   # Linear default
         self.dt_proj_weight = nn.Parameter(torch.empty(K, D, R).uniform_(-R**-0.5, R**-0.5))
@@ -94,10 +95,11 @@ class SS2D(nn.Module):
             raise ValueError(f"SS2D expects channels-last (B, H, W, {self.d_model}), got {tuple(x.shape)}")
         if x.shape[1] < 1 or x.shape[2] < 1:
             raise ValueError(f"SS2D needs a map of at least 1×1, got {x.shape[1]}×{x.shape[2]}")
-        x, z = self.in_proj(x).chunk(2, dim=-1)                                     # (B, H, W, D) each
+        x = self.in_proj(x)                                                         # (B, H, W, 2D or D)
+        x, z = x.chunk(2, dim=-1) if self.gate else (x, None)                       # (B, H, W, D) each
         x = F.silu(self.conv2d(x.permute(0, 3, 1, 2)))                              # (B, D, H, W)
-        y = self.scan_map(x).permute(0, 2, 3, 1)                                    # (B, H, W, D)
-        return self.out_proj(self.out_norm(y) * F.silu(z))                          # (B, H, W, C)
+        y = self.out_norm(self.scan_map(x).permute(0, 2, 3, 1))                     # (B, H, W, D)
+        return self.out_proj(y * F.silu(z) if self.gate else y)                     # (B, H, W, C)
 
 # %% ../nbs/05_blocks.ipynb #b26b8481
 class HSSBlock(nn.Module):
