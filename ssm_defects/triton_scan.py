@@ -9,7 +9,7 @@ __all__ = ['INTERPRETED', 'DEFAULT_CHUNK', 'first_order_op', 'softplus_tl', 'loa
            'selective_scan_fwd', 'selective_scan_bwd_kernel', 'selective_scan_bwd', 'SelectiveScanTriton',
            'selective_scan_triton']
 
-# %% ../nbs/03_triton_scan.ipynb #0ee3b842
+# %% ../nbs/03_triton_scan.ipynb #299b1fb6
 import os
 import torch
 if not torch.cuda.is_available(): os.environ.setdefault('TRITON_INTERPRET', '1')
@@ -17,16 +17,16 @@ import triton
 import triton.language as tl
 from .scan import check_scan_args, register_backend
 
-# %% ../nbs/03_triton_scan.ipynb #0a3ced2e
+# %% ../nbs/03_triton_scan.ipynb #61c9ca22
 INTERPRETED = os.environ.get('TRITON_INTERPRET', '0') not in ('', '0')
 
-# %% ../nbs/03_triton_scan.ipynb #b29f5b0c
+# %% ../nbs/03_triton_scan.ipynb #f7e9f8d2
 @triton.jit
 def first_order_op(a_l, b_l, a_r, b_r):
     "Compose two steps h ↦ a·h + b of a first-order linear recurrence: first (a_l, b_l), then (a_r, b_r)."
     return a_l * a_r, b_l * a_r + b_r
 
-# %% ../nbs/03_triton_scan.ipynb #bed4c150
+# %% ../nbs/03_triton_scan.ipynb #2abbd0e4
 @triton.jit
 def softplus_tl(x):
     "log(1 + e^x), and x itself above 20 like `torch.nn.functional.softplus`."
@@ -43,7 +43,7 @@ def load_delta(delta_ptr, bias_ptr, d, row, t, t_mask, HAS_BIAS: tl.constexpr, S
         dt = softplus_tl(raw)
     return raw, tl.where(t_mask, dt, 0.0)
 
-# %% ../nbs/03_triton_scan.ipynb #55545dc9
+# %% ../nbs/03_triton_scan.ipynb #64662e0e
 @triton.jit
 def selective_scan_fwd_kernel(
         u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,   # inputs (D, z, bias unused when absent)
@@ -85,7 +85,7 @@ def selective_scan_fwd_kernel(
         x = tl.sum(tl.where(t[None, :] == c * CHUNK + CHUNK - 1, xs, 0.0), 1)        # last column → next chunk
     tl.store(state_row + n_chunks * N, x, mask=n_mask)
 
-# %% ../nbs/03_triton_scan.ipynb #646e334d
+# %% ../nbs/03_triton_scan.ipynb #9c1da2e4
 DEFAULT_CHUNK = 64
 
 def _as_groups(M, batch, dim, L):
@@ -106,6 +106,8 @@ def _check_device(u):
                            "Move the tensors to CUDA, or set TRITON_INTERPRET=1 before importing ssm_defects.triton_scan "
                            "to run them (slowly) on the CPU.")
 
+def _contiguous(*tensors): return [None if t is None else t.contiguous() for t in tensors]
+
 def _chunk_size(L, chunk):
     if chunk < 1 or chunk & (chunk - 1): raise ValueError(f"selective_scan_triton: chunk={chunk} must be a power of two (16, 32, 64, 128, ...).")
     return min(chunk, max(16, triton.next_power_of_2(L)))
@@ -118,12 +120,11 @@ def _launch_args(u, A, B, C):
         raise ValueError(f"selective_scan_triton: B has {Bg.shape[1]} groups and C has {Cg.shape[1]}; give both the same layout.")
     return (batch, dim), Bg, Cg, dict(N_BLOCK=triton.next_power_of_2(A.shape[1]))
 
-# %% ../nbs/03_triton_scan.ipynb #2a7dabde
+# %% ../nbs/03_triton_scan.ipynb #329c9e72
 def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, chunk=DEFAULT_CHUNK):
     "Run the forward kernel: float32 `out` (batch, dim, L) and `states` (batch, dim, n_chunks+1, N), the state entering each chunk, then the last."
     _check_device(u)
-    u, delta, A = u.contiguous(), delta.contiguous(), A.contiguous()
-    z = z.contiguous() if z is not None else None
+    u, delta, A, D, z, delta_bias = _contiguous(u, delta, A, D, z, delta_bias)   # B and C go by their strides
     batch, dim, L = u.shape
     N, chunk = A.shape[1], _chunk_size(L, chunk)
     grid, Bg, Cg, blocks = _launch_args(u, A, B, C)
@@ -136,7 +137,7 @@ def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
         CHUNK=chunk, **blocks)
     return out, states
 
-# %% ../nbs/03_triton_scan.ipynb #83fa185a
+# %% ../nbs/03_triton_scan.ipynb #48806e21
 @triton.jit
 def selective_scan_bwd_kernel(
         u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, states_ptr, dout_ptr, dlast_ptr,   # inputs
@@ -208,13 +209,12 @@ def selective_scan_bwd_kernel(
     tl.store(dD_ptr + b * dim + d, tl.sum(dD_acc, 0))
     tl.store(dbias_ptr + b * dim + d, tl.sum(dbias_acc, 0))
 
-# %% ../nbs/03_triton_scan.ipynb #d685ff46
+# %% ../nbs/03_triton_scan.ipynb #e964e8d7
 def selective_scan_bwd(dout, dlast, states, u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                        chunk=DEFAULT_CHUNK):
     "Run the backward kernel: gradients (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias) in the dtypes of the inputs (None for absent ones)."
     _check_device(u)
-    u, delta, A, dout = u.contiguous(), delta.contiguous(), A.contiguous(), dout.contiguous()
-    z = z.contiguous() if z is not None else None
+    u, delta, A, D, z, delta_bias, dout = _contiguous(u, delta, A, D, z, delta_bias, dout)
     batch, dim, L = u.shape
     N, chunk = A.shape[1], _chunk_size(L, chunk)
     grid, Bg, Cg, blocks = _launch_args(u, A, B, C)
@@ -234,7 +234,7 @@ def selective_scan_bwd(dout, dlast, states, u, delta, A, B, C, D=None, z=None, d
     return (like(du, u), like(ddelta, delta), like(dA.sum(0), A), like(_reduce_like(dB, B), B), like(_reduce_like(dC, C), C),
             like(dD.sum(0), D), like(dz, z), like(dbias.sum(0), delta_bias))
 
-# %% ../nbs/03_triton_scan.ipynb #e824b8c3
+# %% ../nbs/03_triton_scan.ipynb #9658c6f1
 class SelectiveScanTriton(torch.autograd.Function):
     "The selective scan with Triton kernels for forward (rung 5) and backward (rung 6)."
     @staticmethod
@@ -257,5 +257,5 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     out, last_state = SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk)
     return (out, last_state) if return_last_state else out
 
-# %% ../nbs/03_triton_scan.ipynb #5374f04f
+# %% ../nbs/03_triton_scan.ipynb #7f7cbd26
 register_backend('triton', selective_scan_triton)
