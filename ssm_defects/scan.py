@@ -7,7 +7,7 @@ Docs: https://ssm-defects.github.io/ssm_defects/selective_scan.html.md"""
 # %% auto #0
 __all__ = ['check_scan_args', 'selective_scan_ref', 'chunked_scan_fwd', 'chunked_scan_bwd', 'load_cpu_kernel',
            'cpu_kernel_available', 'cpu_scan_fwd', 'cpu_scan_bwd', 'register_backend', 'scan_flops', 'count_scan_flops',
-           'mamba_ssm_available', 'resolve_backend', 'selective_scan']
+           'mamba_ssm_available', 'resolve_backend', 'selective_scan_plain', 'selective_scan']
 
 # %% ../nbs/02_selective_scan.ipynb #5ffdf2f9
 import math, importlib, functools, os
@@ -106,19 +106,20 @@ def _chunk_states(a, b, h0, sub=16):
     "All states of h_k = a_k h_{k-1} + b_k (k along dim 2) from h0: a, b (batch, dim, T, N), h0 (batch, dim, N)."
     batch, dim, T, N = b.shape
     a = a.expand_as(b)
-    n_sub = -(-T // sub)
+    n_sub = (T + sub - 1) // sub
     pad = n_sub * sub - T
-    if pad: a, b = F.pad(a, (0, 0, 0, pad), value=1.), F.pad(b, (0, 0, 0, pad))
-    a, b = a.reshape(batch, dim, n_sub, sub, N), b.reshape(batch, dim, n_sub, sub, N)
-    hs, ps = [b[:, :, :, 0]], [a[:, :, :, 0]]                     # inside all sub-chunks at once, from zero
+    if pad: a, b = torch.cat([a, a.new_ones(batch, dim, pad, N)], 2), torch.cat([b, b.new_zeros(batch, dim, pad, N)], 2)
+    steps_first = lambda x: x.reshape(batch, dim, n_sub, sub, N).permute(3, 0, 1, 2, 4).contiguous()
+    a, b = steps_first(a), steps_first(b)                         # (sub, batch, dim, n_sub, N): step k is a[k]
+    hs, ps = [b[0]], [a[0]]                                       # inside all sub-chunks at once, from zero
     for k in range(1, sub):
-        hs.append(a[:, :, :, k] * hs[-1] + b[:, :, :, k])
-        ps.append(a[:, :, :, k] * ps[-1])                          # products of decays: in [0, 1]
-    h, p = torch.stack(hs, 3), torch.stack(ps, 3)                 # (batch, dim, n_sub, sub, N)
+        hs.append(a[k] * hs[-1] + b[k])
+        ps.append(a[k] * ps[-1])                                  # products of decays: in [0, 1]
+    h, p = torch.stack(hs), torch.stack(ps)                       # (sub, batch, dim, n_sub, N)
     starts = [h0]                                                 # the true state entering each sub-chunk
-    for s in range(n_sub - 1): starts.append(p[:, :, s, -1] * starts[-1] + h[:, :, s, -1])
-    h = h + p * torch.stack(starts, 2)[:, :, :, None]
-    return h.reshape(batch, dim, n_sub * sub, N)[:, :, :T]        # (batch, dim, T, N)
+    for s in range(n_sub - 1): starts.append(p[-1, :, :, s] * starts[-1] + h[-1, :, :, s])
+    h = h + p * torch.stack(starts, 2)                            # (sub, batch, dim, n_sub, N)
+    return h.permute(1, 2, 3, 0, 4).reshape(batch, dim, n_sub * sub, N)[:, :, :T]   # (batch, dim, T, N)
 
 def _bc_chunk(M4, gs, t0, t1):
     "Steps t0:t1 of a laid-out B or C, one row per channel: (batch or 1, dim, T or 1, N)."
@@ -538,10 +539,24 @@ def resolve_backend(backend, u):
                          f"{sorted({'auto', 'triton', 'mamba_ssm', *_CORE, *_FUNCTIONS})} or None (settings.ini).")
     return backend
 
+def _exporting():
+    "True while ONNX export, tracing or torch.export records the model: they need plain tensor operations."
+    return torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or torch.compiler.is_exporting()
+
+def selective_scan_plain(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, return_last_state=False):
+    "The chunked scan's forward as plain tensor operations, outside the custom operator: what exporters see."
+    f = _compute_dtype(u)
+    cast = lambda t: None if t is None else t.to(f)
+    y, last, _ = chunked_scan_fwd(cast(u), _prepare_delta(delta, delta_bias, delta_softplus, f), cast(A), cast(B), cast(C), cast(D))
+    if z is not None: y = y * F.silu(z.to(f))
+    y = y.to(u.dtype)
+    return (y, last) if return_last_state else y
+
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                    return_last_state=False, backend="auto"):
     "Selective scan with the semantics of `mamba_ssm.selective_scan_fn` (DESIGN §3), run by `backend` (None: settings.ini)."
     check_scan_args(u, delta, A, B, C, D, z, delta_bias)
+    if _exporting(): return selective_scan_plain(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     name = resolve_backend(backend, u)
     if A.shape[1] > _C_NMAX and name == 'cpu': name = 'chunked'
     out, last, _ = torch.ops.ssm_defects.selective_scan(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), name)
