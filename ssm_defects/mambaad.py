@@ -431,7 +431,7 @@ def predict(model, images, size=None, bs=8):
     return torch.cat(maps).cpu(), torch.cat(scores).cpu()
 
 # %% ../nbs/11_mambaad.ipynb #a5d9369d
-OFFLINE_DEFAULT = dict(backbone='efficientnet_lite0', pretrained=True, distance='cosine')
+OFFLINE_DEFAULT = dict(backbone='resnet34', pretrained=False, distance='mse')
 
 def default_model(dls=None, **kwargs) -> MambaAD:
     "`MambaAD(**OFFLINE_DEFAULT, **kwargs)`; a random encoder gets its BatchNorm calibrated on `dls.train`."
