@@ -8,7 +8,7 @@ Docs: https://ssm-defects.github.io/ssm_defects/pyramid.html.md"""
 __all__ = ['PAPER_LR', 'PAPER_WD', 'split_grid', 'merge_grid', 'max_levels', 'PyramidSS2D', 'use_pyramid_scan', 'css_module',
            'PyramidMamba', 'paper_adam', 'pyramid_learner', 'EpochTimer']
 
-# %% ../nbs/12_pyramid.ipynb #d6ff8d71
+# %% ../nbs/12_pyramid.ipynb #f5bfec81
 import time
 from functools import partial
 import torch
@@ -18,7 +18,7 @@ from fastai.optimizer import Adam
 from .blocks import SS2D, LSSModule, init_weights
 from .mambaad import MambaAD, OFFLINE_DEFAULT, mambaad_learner
 
-# %% ../nbs/12_pyramid.ipynb #4d0e39b1
+# %% ../nbs/12_pyramid.ipynb #1a8c7373
 def split_grid(x, n):
     "Cut maps into an n×n grid of equal sub-maps folded into the batch: (B, D, H, W) → (B·n², D, H/n, W/n)."
     b, d, h, w = x.shape
@@ -40,7 +40,7 @@ def max_levels(h, w):
     while h % 2 ** (l + 1) == 0 and w % 2 ** (l + 1) == 0: l += 1
     return l
 
-# %% ../nbs/12_pyramid.ipynb #b4158d62
+# %% ../nbs/12_pyramid.ipynb #1baf8271
 class PyramidSS2D(SS2D):
     """SS2D with the Pyramidal Scanning Strategy (Pyramid-Mamba eq. 8): the direction scan runs, with the same weights,
     on the whole map and on each 2^l×2^l grid of sub-maps for l = 1..`levels`; the stitched levels are averaged.
@@ -68,7 +68,7 @@ class PyramidSS2D(SS2D):
 
     def extra_repr(self): return f"levels={self.levels}, cap={self.cap}, scan={self.scan!r}, directions={self.directions}"
 
-# %% ../nbs/12_pyramid.ipynb #f09c2852
+# %% ../nbs/12_pyramid.ipynb #d1fae19c
 def use_pyramid_scan(module, levels=1, cap=False, **ss2d_kwargs):
     "Replace the SS2D of every HSS block inside `module` by a fresh `PyramidSS2D` of the same width (reference init)."
     for name, blk in list(module.named_modules()):
@@ -80,7 +80,7 @@ def css_module(dim, n_hss, levels=1, cap=False, drop_path=0., kernels=(5, 7), **
     "Context-aware State Space module (Pyramid-Mamba eqs. 5–7): `LSSModule` whose HSS blocks scan with PSS; (B, H, W, dim) → same."
     return use_pyramid_scan(LSSModule(dim, n_hss, drop_path, kernels, **ss2d_kwargs), levels, cap, **ss2d_kwargs)
 
-# %% ../nbs/12_pyramid.ipynb #646d3495
+# %% ../nbs/12_pyramid.ipynb #1af0629b
 class PyramidMamba(MambaAD):
     """Pyramid-Mamba (paper 001): MambaAD's encoder, Half-FPN bottleneck and decoder, with the Pyramidal Scanning
     Strategy in every HSS block (CSS modules) and Gaussian noise of std `feature_noise` on the bottleneck output in
@@ -103,7 +103,7 @@ class PyramidMamba(MambaAD):
                              f"got {tuple(x.shape[-2:])}: resize the images, lower `levels`, or pass cap=True")
         return super().forward(x)
 
-# %% ../nbs/12_pyramid.ipynb #1f315e61
+# %% ../nbs/12_pyramid.ipynb #a917d0a6
 PAPER_LR, PAPER_WD = 5e-4, 1e-4
 
 def paper_adam(params, lr=PAPER_LR, wd=PAPER_WD):
@@ -119,8 +119,8 @@ def pyramid_learner(dls, model=None, lr=PAPER_LR, wd=PAPER_WD, **kwargs):
     return learn
 
 class EpochTimer(Callback):
-    "Wall-clock and process CPU seconds of each epoch's training phase, in `self.wall` and `self.cpu`."
-    def before_fit(self): self.wall, self.cpu = [], []
+    "Wall-clock and process CPU seconds of each epoch's training phase, in `self.wall_s` and `self.cpu_s`."
+    def before_fit(self): self.wall_s, self.cpu_s = [], []
     def before_train(self): self.t0 = (time.perf_counter(), time.process_time())
     def after_train(self):
-        self.wall.append(time.perf_counter() - self.t0[0]); self.cpu.append(time.process_time() - self.t0[1])
+        self.wall_s.append(time.perf_counter() - self.t0[0]); self.cpu_s.append(time.process_time() - self.t0[1])
