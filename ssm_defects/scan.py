@@ -436,22 +436,29 @@ def _scan_op_setup(ctx, inputs, output):
     ctx.mark_non_differentiable(output[2])
 
 # %% ../nbs/02_selective_scan.ipynb #5f6703cb
-def _core_backward(ctx, gout, glast):
-    u, delta, A, B, C, D, z, delta_bias, ckpt = ctx.saved_tensors
+def _core_backward_impl(gout: torch.Tensor, glast: torch.Tensor, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor,
+                        B: torch.Tensor, C: torch.Tensor, D: Optional[torch.Tensor], z: Optional[torch.Tensor],
+                        delta_bias: Optional[torch.Tensor], ckpt: torch.Tensor, delta_softplus: bool,
+                        backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                               torch.Tensor, torch.Tensor, torch.Tensor]:
     f = _compute_dtype(u)
     cast = lambda t: None if t is None else t.to(f).contiguous()
     x = delta.to(f) + (delta_bias.to(f)[:, None] if delta_bias is not None else 0)
-    dt = (F.softplus(x) if ctx.delta_softplus else x).contiguous()
+    dt = (F.softplus(x) if delta_softplus else x).contiguous()
     gout = gout.to(f)
     if z is not None:
         zf = z.to(f); sz = torch.sigmoid(zf)
         gy = gout * zf * sz
     else: gy = gout
-    gu, gdt, gA, gB, gC, gD, y = _CORE[ctx.backend][1](gy.contiguous(), cast(glast), cast(u), dt, cast(A), cast(B), cast(C), cast(D), ckpt)
+    gu, gdt, gA, gB, gC, gD, y = _CORE[backend][1](gy.contiguous(), cast(glast), cast(u), dt, cast(A), cast(B), cast(C), cast(D), ckpt)
     gz = gout * y * sz * (1 + zf * (1 - sz)) if z is not None else None
-    gdelta = gdt * torch.sigmoid(x) if ctx.delta_softplus else gdt
+    gdelta = gdt * torch.sigmoid(x) if delta_softplus else gdt
     gbias = gdelta.sum((0, 2)) if delta_bias is not None else None
-    return gu, gdelta, gA, gB, gC, gD, gz, gbias
+    grads = (gu, gdelta, gA, gB, gC, gD, gz, gbias)
+    return tuple(u.new_empty(0) if g is None else g.to(t.dtype).contiguous() for g, t in zip(grads, (u, delta, A, B, C, D, z, delta_bias)))
+
+def _core_backward_fake(gout, glast, u, delta, A, B, C, D, z, delta_bias, ckpt, delta_softplus, backend):
+    return tuple(u.new_empty(0) if t is None else t.new_empty(t.shape) for t in (u, delta, A, B, C, D, z, delta_bias))
 
 def _function_backward(ctx, gout, glast):
     inputs = [None if t is None else t.detach().requires_grad_() for t in ctx.saved_tensors[:8]]
@@ -462,8 +469,11 @@ def _function_backward(ctx, gout, glast):
     return [None if t is None else next(grads) for t in inputs]
 
 def _scan_op_backward(ctx, gout, glast, gckpt):
-    grads = (_core_backward if ctx.backend in _CORE else _function_backward)(ctx, gout, glast)
     inputs = ctx.saved_tensors[:8]
+    if ctx.backend in _CORE:
+        grads = torch.ops.ssm_defects.selective_scan_backward(gout, glast, *ctx.saved_tensors, ctx.delta_softplus, ctx.backend)
+        grads = [None if t is None else g for g, t in zip(grads, inputs)]
+    else: grads = _function_backward(ctx, gout, glast)
     return (*(None if g is None else g.to(t.dtype) for g, t in zip(grads, inputs)), None, None)
 
 # %% ../nbs/02_selective_scan.ipynb #cfb294bc
@@ -487,6 +497,8 @@ def _scan_op_flops(u, delta, A, B, C, D, *args, out_val=None, **kwargs):
     return scan_flops(u.shape[0], u.shape[1], u.shape[2], A.shape[1], D is not None)
 
 if not _op_defined():   # (a notebook and the installed module in one process define it once)
+    _scan_bwd_op = torch.library.custom_op('ssm_defects::selective_scan_backward', _core_backward_impl, mutates_args=())
+    _scan_bwd_op.register_fake(_core_backward_fake)
     _scan_op = torch.library.custom_op('ssm_defects::selective_scan', _scan_op_impl, mutates_args=())
     _scan_op.register_fake(_scan_op_fake)
     _scan_op.register_autograd(_scan_op_backward, setup_context=_scan_op_setup)
@@ -516,6 +528,7 @@ def _ensure_triton():
         register_backend('triton', mod.selective_scan_triton)
     return 'triton' in _FUNCTIONS or 'triton' in _CORE
 
+@torch.compiler.disable   # plain Python (settings file, compiler probe): run it eagerly under torch.compile
 def resolve_backend(backend, u):
     "The backend `selective_scan` runs for `backend` on tensors like `u` (see the table above)."
     if backend is None:
