@@ -166,10 +166,10 @@ def model_module(name):
         raise BadInput(f"model {name!r} needs the module {MODELS[name][0]}, which is not in this install ({e}); "
                        f"update the package (`pip install -e .`).") from e
 
-def build_model(name, preset='small'):
-    "A fresh anomaly model `name` ('mambaad' or 'pyramid') with `preset` on the offline pretrained encoder."
+def build_model(name, dls, preset='small'):
+    "A fresh anomaly model `name` ('mambaad' or 'pyramid') with `preset` on the module's offline default encoder (BN calibrated on `dls` if random)."
     if preset not in PRESETS: raise BadInput(f"unknown preset {preset!r}; choose one of {list(PRESETS)}")
-    return model_module(name).default_model(**PRESETS[preset])
+    return model_module(name).default_model(dls, **PRESETS[preset])
 
 # %% ../nbs/13_cli.ipynb #da481f0c
 RESUME_KIND = 'ssm_defects-resume-state'
@@ -306,7 +306,7 @@ def train_anomaly(name='mambaad', data=None, categories=None, size=64, epochs=2,
     best = ckpt_dir/f'{run}.pth' if resume else fresh_path(ckpt_dir/f'{run}.pth')
     last = best.with_name(best.stem + '-last.pth')
     mod = model_module(name)
-    if state is None: model = build_model(name, args['preset'])
+    if state is None: model = build_model(name, dls, args['preset'])
     else:
         module, cls = state['model'].split(':')
         model = getattr(importlib.import_module(module), cls).from_config(state['config'])
@@ -400,7 +400,7 @@ def predict_files(checkpoint, images, out, size=None, device=None) -> Path:
     return out/'scores.json'
 
 # %% ../nbs/13_cli.ipynb #5a163c93
-DEMO = dict(size=64, epochs=4, bs=8, preset='small')
+DEMO = dict(size=64, epochs=3, bs=8, preset='small')
 
 def demo(epochs=None, size=None, device=None, categories=None) -> dict:
     "Train a small MambaAD on the `textures` fixture, evaluate it, write the report; returns paths and metrics."
@@ -478,10 +478,10 @@ def _run(a):
     elif a.command == 'predict':
         print(f"scores: {predict_files(a.checkpoint, a.images, a.out, a.size, a.device)}")
     elif a.command == 'export':
-        from ssm_defects.deploy import export_onnx
         out = Path(a.out)
         if out.exists(): raise FileExistsError(f"{out} exists: choose another --out so the earlier export is kept.")
         model = load_anomaly_model(a.checkpoint)
+        from ssm_defects.deploy import export_onnx
         print(f"ONNX model: {export_onnx(model, out, checkpoint_size(model, a.size))}")
 
 def main(argv=None) -> int:
