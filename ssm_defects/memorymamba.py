@@ -60,8 +60,9 @@ class MemoryMamba(nn.Module):
     "PatchEmbed → stages of Mem-SSM blocks with PatchMerging between them → LayerNorm, pool, MLP head (paper 000, Fig. 1)."
     def __init__(self, n_classes:int, preset:str='tiny', in_chans:int=3, n_coarse:int=12, n_fine:int=12,
                  fusion:bool=True, similarity:str='cosine', block:str='mem', drop_path_rate:float=0.1,
-                 scan:str='sweep', directions:int=4, **overrides):
+                 scan:str='sweep', directions:int=4, pool:str='mean', **overrides):
         super().__init__()
+        if pool not in ('mean', 'max'): raise ValueError(f"pool={pool!r}: use 'mean' (global average, the paper) or 'max'.")
         if preset not in PRESETS: raise ValueError(f"unknown preset {preset!r}: use one of {list(PRESETS)}.")
         if block not in ('mem', 'hss'): raise ValueError(f"block={block!r}: use 'mem' (Mem-SSM) or 'hss' (plain VMamba block).")
         cfg = {**PRESETS[preset], **overrides}
@@ -81,11 +82,14 @@ class MemoryMamba(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.norm = nn.LayerNorm(dims[-1])
         self.head = nn.Sequential(nn.Linear(dims[-1], dims[-1]), nn.GELU(), nn.Linear(dims[-1], n_classes))  # eq 5
+        self.pool = pool
 
     def forward(self, img:torch.Tensor) -> torch.Tensor:
         "img (B, in_chans, H, W) with H, W divisible by 4·2^(stages−1) → logits (B, n_classes)."
         x = self.layers(self.patch_embed(img))                 # (B, h, w, C_last)
-        return self.head(self.norm(x).mean(dim=(1, 2)))       # (B, n_classes)
+        x = self.norm(x)
+        pooled = x.mean(dim=(1, 2)) if self.pool == 'mean' else x.amax(dim=(1, 2))   # (B, C_last)
+        return self.head(pooled)                                # (B, n_classes)
 
     def mem_blocks(self): return [m for m in self.layers if isinstance(m, MemSSMBlock) and m.memory is not None]
 
