@@ -231,9 +231,12 @@ class RunState(Callback):
     order = Recorder.order + 2              # after Recorder and the mambaad Checkpoint callback
     def __init__(self, path, args, start=0, history=None, best=None):
         self.path, self.args, self.start, self.history, self.restore_best = Path(path), dict(args), start, list(history or []), best
-    def before_fit(self):
-        ck = getattr(self.learn, 'checkpoint', None)
-        if ck is not None and self.restore_best is not None: ck.best = self.restore_best
+    def before_fit(self):                   # the Checkpoint callback sits out the epochs fit(start_epoch=) skips
+        self.ck = getattr(self.learn, 'checkpoint', None)
+        if self.ck is not None and self.start > 0: self.learn.remove_cb(self.ck)
+    def before_epoch(self):
+        if self.ck is not None and self.start > 0 and self.epoch == self.start:
+            self.ck.best = self.restore_best; self.learn.add_cb(self.ck)
     def after_epoch(self):
         if self.epoch < self.start: return                                        # skipped by fit(start_epoch=...)
         names = self.recorder.metric_names[1:-1]                                  # without 'epoch' and 'time'
