@@ -169,7 +169,13 @@ def model_module(name):
 def build_model(name, dls, preset='small'):
     "A fresh anomaly model `name` ('mambaad' or 'pyramid') with `preset` on the module's offline default encoder (BN calibrated on `dls` if random)."
     if preset not in PRESETS: raise BadInput(f"unknown preset {preset!r}; choose one of {list(PRESETS)}")
-    return model_module(name).default_model(dls, **PRESETS[preset])
+    mod = model_module(name)
+    if name == 'mambaad': return mod.default_model(dls, **PRESETS[preset])
+    from ssm_defects.mambaad import OFFLINE_DEFAULT, calibrate_batchnorm
+    kw = {k: v for k, v in PRESETS[preset].items() if k != 'directions'}   # Pyramid-Mamba keeps its 4-direction sweep
+    model = mod.PyramidMamba(**(OFFLINE_DEFAULT | kw))
+    if not model.config.get('pretrained') and model.config.get('weights') is None: calibrate_batchnorm(model.encoder, dls.train)
+    return model
 
 # %% ../nbs/13_cli.ipynb #da481f0c
 RESUME_KIND = 'ssm_defects-resume-state'
@@ -318,7 +324,8 @@ def train_anomaly(name='mambaad', data=None, categories=None, size=64, epochs=2,
     learner = getattr(mod, f'{name}_learner')
     start = 0 if state is None else state['epoch'] + 1
     run_cb = RunState(last, args, start, state and state['history'], state and state['best'])
-    learn = learner(dls, model.to(device), lr=args['lr'], checkpoint=False if distributed else best,
+    lr = {} if args['lr'] is None else dict(lr=args['lr'])                     # None: the model's own rule
+    learn = learner(dls, model.to(device), **lr, checkpoint=False if distributed else best,
                     metrics=not distributed, cbs=[run_cb] + list(cbs or []))
     if quiet: learn.remove_cb(ProgressCallback)
     if state is not None: learn.create_opt(); learn.opt.load_state_dict(state['opt'])
