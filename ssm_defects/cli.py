@@ -232,6 +232,13 @@ from fastai.callback.progress import ProgressCallback
 
 def _unwrap(model): return getattr(model, 'module', model)
 
+def _broadcast_any_backend(self, t, rank):
+    "`DistributedDL._broadcast` for every backend: fastai's moves the indices to CUDA (nccl); gloo (CPU) needs them on the CPU."
+    t = torch.LongTensor(t)
+    if torch.distributed.get_backend() == 'nccl': t = t.cuda()
+    torch.distributed.broadcast(t, rank)
+    return t.cpu().tolist()
+
 class RunState(Callback):
     "After each epoch: append losses/metrics to `history` and save the resume state to `path` (main process only)."
     order = Recorder.order + 2              # after Recorder and the mambaad Checkpoint callback
@@ -331,6 +338,8 @@ def train_anomaly(name='mambaad', data=None, categories=None, size=64, epochs=2,
     if state is not None: learn.create_opt(); learn.opt.load_state_dict(state['opt'])
     t0 = time.time()
     if distributed:
+        from fastai.distributed import DistributedDL
+        DistributedDL._broadcast = _broadcast_any_backend          # fastai 2.8 hard-codes .cuda() there (see above)
         with learn.distrib_ctx(sync_bn=device != 'cpu', cpu=device == 'cpu'): learn.fit(args['epochs'], start_epoch=start)
         if rank_distrib(): return dict(checkpoint=None, last=last, report=None, rank=rank_distrib())
         mod.save_checkpoint(_unwrap(learn.model), best, dict(epoch=args['epochs'] - 1, size=args['size'], distributed=num_distrib()))

@@ -6,7 +6,6 @@ import torch
 from cli_fixtures import copy_tiny, TINY
 
 
-@pytest.mark.slow
 def test_two_cpu_processes_train_one_checkpoint_that_reloads(tmp_path):
     data = copy_tiny(tmp_path/'tiny', n_train=8)
     env = dict(os.environ, SSM_DEFECTS_CHECKPOINT_DIR=str(tmp_path/'ck'), SSM_DEFECTS_REPORT_DIR=str(tmp_path/'rep'),
@@ -18,9 +17,10 @@ def test_two_cpu_processes_train_one_checkpoint_that_reloads(tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     assert res.returncode == 0, res.stderr[-4000:]
     ckpts = sorted((tmp_path/'ck').glob('*.pth'))
-    assert [p.name.endswith('-last.pth') for p in ckpts] == [False, True], ckpts   # one checkpoint + its resume state
+    best = [p for p in ckpts if not p.name.endswith('-last.pth')]
+    assert len(ckpts) == 2 and len(best) == 1, ckpts                          # one checkpoint + its resume state
     from ssm_defects.cli import load_anomaly_model
-    model = load_anomaly_model(ckpts[0])
+    model = load_anomaly_model(best[0])
     assert model.checkpoint_metrics['distributed'] == 2
     maps, scores = model.anomaly_maps(torch.zeros(1, 3, TINY['size'], TINY['size']))
     assert maps.shape == (1, TINY['size'], TINY['size']) and torch.isfinite(scores).all()
