@@ -512,7 +512,3 @@ def main(argv=None) -> int:
         print(f"ssm-defects {a.command}: error: {msg}", file=sys.stderr)
         return 2
     return 0
-
-# %% ../nbs/13_cli.ipynb #5fccc027
-from fastcore.imports import IN_NOTEBOOK
-if __name__ == '__main__' and not IN_NOTEBOOK: sys.exit(main())
