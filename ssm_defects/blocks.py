@@ -104,10 +104,10 @@ class SS2D(nn.Module):
 # %% ../nbs/05_blocks.ipynb #b26b8481
 class HSSBlock(nn.Module):
     "Hybrid State Space block (MambaAD §3.4), channels-last (B, H, W, dim): x + DropPath(SS2D(LN(x)))."
-    def __init__(self, dim, drop_path=0., **ss2d_kwargs):
+    def __init__(self, dim, drop_path=0., ss2d_cls=None, **ss2d_kwargs):
         super().__init__()
         self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.ss2d = SS2D(dim, **ss2d_kwargs)
+        self.ss2d = (ss2d_cls or SS2D)(dim, **ss2d_kwargs)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x): return x + self.drop_path(self.ss2d(self.norm(x)))
@@ -126,10 +126,10 @@ def local_branch(dim, k):
 class LSSModule(nn.Module):
     """Locality-Enhanced State Space module (MambaAD eqs. 5–7), channels-last (B, H, W, dim):
     conv1×1(concat[HSS cascade(x), local5(x), local7(x)]) + x. Applies `init_weights` to itself."""
-    def __init__(self, dim, n_hss, drop_path=0., kernels=(5, 7), **ss2d_kwargs):
+    def __init__(self, dim, n_hss, drop_path=0., kernels=(5, 7), ss2d_cls=None, **ss2d_kwargs):
         super().__init__()
         if n_hss < 1: raise ValueError(f"LSSModule: n_hss must be at least 1, got {n_hss}")
-        self.hss = nn.Sequential(*[HSSBlock(dim, drop_path, **ss2d_kwargs) for _ in range(n_hss)])
+        self.hss = nn.Sequential(*[HSSBlock(dim, drop_path, ss2d_cls, **ss2d_kwargs) for _ in range(n_hss)])
         self.local = nn.ModuleList([local_branch(dim, k) for k in kernels])
         self.fuse = nn.Conv2d(dim * (1 + len(kernels)), dim, 1)
         self.apply(init_weights)
