@@ -41,13 +41,13 @@ def tiny_data(tmp_path):
 def trained(tmp_path_factory):
     "One tiny training run shared by the tests: dict(checkpoint, last, report, data, root)."
     import os
-    from ssm_defects.cli import train_anomaly
+    from ssm_defects.cli import train_model
     root = tmp_path_factory.mktemp('trained')
     data = copy_tiny(root/'tiny')
     env = dict(SSM_DEFECTS_CHECKPOINT_DIR=str(root/'checkpoints'), SSM_DEFECTS_REPORT_DIR=str(root/'reports'), SSM_DEFECTS_DEVICE='cpu')
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    try: out = train_anomaly('mambaad', data, size=TINY['size'], epochs=TINY['epochs'], bs=TINY['bs'], preset=TINY['preset'], quiet=True)
+    try: out = train_model('mambaad', data, size=TINY['size'], epochs=TINY['epochs'], bs=TINY['bs'], preset=TINY['preset'], quiet=True)
     finally:
         for k, v in old.items():
             if v is None: os.environ.pop(k, None)

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from fastai.callback.core import Callback
 from cli_fixtures import isolated, tiny_data, trained, copy_tiny, TINY
-from ssm_defects.cli import main, train_anomaly, load_image, RunState
+from ssm_defects.cli import main, train_model, load_image, RunState
 
 
 def run(capsys, *argv):
@@ -104,10 +104,20 @@ def test_non_rgb_images_predict_like_their_rgb_version(trained, tmp_path):
     np.testing.assert_allclose(scores, scores[0], rtol=1e-5)
 
 
-def test_16bit_training_data_refused_with_a_fix(isolated, tiny_data, capsys):
+def test_16bit_training_data_is_read_like_its_8bit_copy(isolated, tiny_data, capsys):
+    "A 16-bit grayscale training image (v·257) gives the loader the same tensor as its 8-bit copy, and training runs."
+    from ssm_defects.data import anomaly_dls
+    load = lambda: anomaly_dls(tiny_data, size=64, bs=4, valid_split='validation', shuffle=False).train_ds[2][0]
     f = tiny_data/'brick'/'train'/'good'/'002.png'
-    png(f, np.asarray(Image.open(f)).astype(np.uint16) * 257)
-    fails_with(capsys, 'train', 'mambaad', '--data', tiny_data, contains='16-bit grayscale image; the training loaders read 8-bit')
+    gray = np.asarray(Image.open(f).convert('L'))
+    png(f, gray)                                                       # the 8-bit grayscale image
+    eight = load()
+    png(f, gray.astype(np.uint16) * 257)                               # the same image in 16 bit
+    assert Image.open(f).mode == 'I;16'
+    assert (np.asarray(Image.open(f).convert('RGB')) == 255).mean() > 0.9   # what Pillow alone reads: clipped white
+    torch.testing.assert_close(load(), eight)
+    code, err = run(capsys, 'train', 'mambaad', '--data', tiny_data, '--size', 64, '--epochs', 1, '--bs', 4)
+    assert code == 0, err
 
 
 def test_float_image_refused(trained, tmp_path, capsys):
@@ -118,11 +128,16 @@ def test_float_image_refused(trained, tmp_path, capsys):
 # --- checkpoints -------------------------------------------------------------------------------------------------
 
 def test_checkpoint_from_another_model(trained, tmp_path, capsys):
-    other = tmp_path/'memorymamba.pth'
-    torch.save(dict(model='ssm_defects.memorymamba:MemoryMamba', config={}, state_dict={}, metrics=None), other)
-    for cmd in (['evaluate', other, '--data', trained['data']], ['predict', other, trained['data']/'brick'/'test'/'good'/'000.png', '--out', tmp_path/'o'],
-                ['export', other, '--out', tmp_path/'m.onnx']):
-        fails_with(capsys, *cmd, contains='not an anomaly detector')
+    "A classifier checkpoint given to export, and one whose config does not fit the installed class, get clear errors."
+    from ssm_defects.memorymamba import MemoryMamba
+    from ssm_defects.mambaad import save_checkpoint
+    classifier = save_checkpoint(MemoryMamba(6, 'tiny', classes=list('abcdef')), tmp_path/'memorymamba.pth', dict(size=64))
+    fails_with(capsys, 'export', classifier, '--out', tmp_path/'m.onnx', contains='not an anomaly detector')
+    fails_with(capsys, 'evaluate', classifier, '--data', trained['data'], contains="are not among the checkpoint's classes")
+    broken = tmp_path/'broken.pth'
+    torch.save(dict(model='ssm_defects.memorymamba:MemoryMamba', config={'no_such_option': 1}, state_dict={}, metrics=None), broken)
+    for cmd in (['evaluate', broken, '--data', trained['data']], ['predict', broken, trained['data']/'brick'/'test'/'good'/'000.png', '--out', tmp_path/'o']):
+        fails_with(capsys, *cmd, contains='cannot be rebuilt from the saved config')
 
 
 def test_checkpoint_that_is_a_bare_state_dict_or_not_torch(trained, tmp_path, capsys):
@@ -152,11 +167,11 @@ class Interrupt(Callback):
 def test_interrupted_training_resumes_from_last_checkpoint(isolated, tiny_data):
     kw = dict(size=TINY['size'], bs=TINY['bs'], preset=TINY['preset'], quiet=True)
     with pytest.raises(KeyboardInterrupt):
-        train_anomaly('mambaad', tiny_data, epochs=2, cbs=[Interrupt(0)], run='killed', **kw)
+        train_model('mambaad', tiny_data, epochs=2, cbs=[Interrupt(0)], run='killed', **kw)
     last, best = isolated/'checkpoints'/'killed-last.pth', isolated/'checkpoints'/'killed.pth'
     state = torch.load(last, weights_only=False)
     assert state['epoch'] == 0 and len(state['history']) == 1 and best.is_file()
-    out = train_anomaly('mambaad', epochs=2, resume=last, **kw)
+    out = train_model('mambaad', epochs=2, resume=last, **kw)
     assert out['checkpoint'] == best and [h['epoch'] for h in out['history']] == [0, 1]
     assert out['history'][0] == state['history'][0]                          # epoch 0 kept, not redone
     assert torch.load(last, weights_only=False)['epoch'] == 1
@@ -165,9 +180,9 @@ def test_interrupted_training_resumes_from_last_checkpoint(isolated, tiny_data):
 
 def test_same_seed_same_metrics_and_no_checkpoint_or_report_lost(isolated, tiny_data):
     kw = dict(size=TINY['size'], epochs=1, bs=TINY['bs'], preset=TINY['preset'], seed=3, quiet=True, run='same')
-    a = train_anomaly('mambaad', tiny_data, **kw)
+    a = train_model('mambaad', tiny_data, **kw)
     first_ckpt, first_report = a['checkpoint'].read_bytes(), a['report'].read_text()
-    b = train_anomaly('mambaad', tiny_data, **kw)                           # same run name on purpose
+    b = train_model('mambaad', tiny_data, **kw)                           # same run name on purpose
     assert b['checkpoint'] != a['checkpoint'] and b['report'].parent != a['report'].parent
     assert a['checkpoint'].read_bytes() == first_ckpt and a['report'].read_text() == first_report   # untouched
     assert a['history'] == b['history']

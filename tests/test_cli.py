@@ -53,3 +53,33 @@ def test_demo_from_a_fresh_folder(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     report = res.stdout.strip().split('report: ')[-1]
     assert report.startswith(str(tmp_path/'reports')) and (tmp_path/'data'/'textures'/'fixture.json').is_file()
+
+
+@pytest.fixture(scope='module')
+def tiny_classes(tmp_path_factory):
+    "A tiny class-folder copy of the surface-defects fixture: 4 train and 2 test images per class."
+    from ssm_defects.data import make_surface_defects
+    src, dst = make_surface_defects(), tmp_path_factory.mktemp('classes')/'defects'
+    for split, n in (('train', 4), ('test', 2)):
+        for c in sorted(p.name for p in (src/split).iterdir()):
+            (dst/split/c).mkdir(parents=True)
+            for f in sorted((src/split/c).glob('*.png'))[:n]: shutil.copy(f, dst/split/c)
+    return dst
+
+
+def test_memorymamba_train_evaluate_predict(tiny_classes, isolated, tmp_path, capsys):
+    "`train memorymamba` on class folders: checkpoint with the class names, report with the confusion matrix; evaluate and predict."
+    assert main(['train', 'memorymamba', '--data', str(tiny_classes), '--epochs', '1', '--bs', '8']) == 0
+    out = capsys.readouterr().out
+    ckpt, report = out.split('checkpoint: ')[-1].split('\n')[0], out.split('report: ')[-1].strip()
+    md = open(report).read()
+    classes = sorted(p.name for p in (tiny_classes/'train').iterdir())
+    assert '| overall |' in md and all(f'| {c} |' in md for c in classes) and '![Confusion matrix (test images)](confusion.png)' in md
+    assert main(['evaluate', ckpt, '--data', str(tiny_classes)]) == 0
+    assert 'report: ' in capsys.readouterr().out
+    imgs = sorted((tiny_classes/'test'/classes[0]).glob('*.png'))
+    assert main(['predict', ckpt, *map(str, imgs), '--out', str(tmp_path/'pred')]) == 0
+    doc = json.loads((tmp_path/'pred'/'scores.json').read_text())
+    assert doc['classes'] == classes and len(doc['images']) == len(imgs)
+    for r in doc['images']:
+        assert r['predicted'] in classes and abs(sum(r['probabilities'].values()) - 1) < 1e-5
