@@ -21,7 +21,7 @@ def test_two_cpu_processes_train_one_checkpoint_that_reloads(tmp_path):
     assert len(ckpts) == 2 and len(best) == 1, ckpts                          # one checkpoint + its resume state
     from ssm_defects.cli import load_anomaly_model
     model = load_anomaly_model(best[0])
-    assert model.checkpoint_metrics['distributed'] == 2
+    assert model.checkpoint_metrics['processes'] == 2
     maps, scores = model.anomaly_maps(torch.zeros(1, 3, TINY['size'], TINY['size']))
     assert maps.shape == (1, TINY['size'], TINY['size']) and torch.isfinite(scores).all()
     assert res.stdout.count('report: ') == 1                                   # the main process reports once
