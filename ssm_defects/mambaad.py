@@ -193,9 +193,7 @@ class MambaDecoder(nn.Module):
         self.stages = nn.ModuleList()
         for s, (dim, depth, rates) in enumerate(zip(dims, depths, drop_path_rates(depths, drop_path_rate))):
             expand = [patch_expand(dims[s - 1], dim)] if s > 0 else []
-            lss = [LSSModule(dim, n, drop_path=r, **ss2d_kwargs) for n, r in zip(lss_layout(depth), rates)]
-            if ss2d_cls is not None:
-                for blk in (b for m in lss for b in m.hss): blk.ss2d = ss2d_cls(dim, **ss2d_kwargs).apply(init_weights)
+            lss = [LSSModule(dim, n, drop_path=r, ss2d_cls=ss2d_cls, **ss2d_kwargs) for n, r in zip(lss_layout(depth), rates)]
             self.stages.append(nn.Sequential(*expand, *lss))
     def forward(self, x):                       # (B, dims[0], h, w)
         x, outs = x.permute(0, 2, 3, 1), []     # channels-last (B, h, w, C)
@@ -431,7 +429,7 @@ def predict(model, images, size=None, bs=8):
     return torch.cat(maps).cpu(), torch.cat(scores).cpu()
 
 # %% ../nbs/11_mambaad.ipynb #a5d9369d
-OFFLINE_DEFAULT = dict(backbone='resnet34', pretrained=False, distance='mse')
+OFFLINE_DEFAULT = dict(backbone='efficientnet_lite0', pretrained=True, distance='cosine')
 
 def default_model(dls=None, **kwargs) -> MambaAD:
     "`MambaAD(**OFFLINE_DEFAULT, **kwargs)`; a random encoder gets its BatchNorm calibrated on `dls.train`."
