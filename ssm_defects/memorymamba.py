@@ -6,8 +6,9 @@ Docs: https://ssm-defects.github.io/ssm_defects/memorymamba.html.md"""
 
 # %% auto #0
 __all__ = ['PRESETS', 'MemSSMBlock', 'json_config', 'MemoryMamba', 'memory_losses', 'MemoryLoss', 'LossTerm',
-           'classification_metrics_fastai', 'memorymamba_learner', 'paper_schedule', 'fit_paper', 'tensor_dls',
-           'digits_dls', 'evaluate', 'dihedral', 'DihedralAugment', 'SkipValidation', 'train_and_evaluate']
+           'classification_metrics_fastai', 'main_path_splitter', 'MainPathLr', 'memorymamba_learner', 'paper_schedule',
+           'fit_paper', 'tensor_dls', 'digits_dls', 'evaluate', 'dihedral', 'DihedralAugment', 'SkipValidation',
+           'train_and_evaluate']
 
 # %% ../nbs/10_memorymamba.ipynb #44cb9d98
 import math, time
@@ -27,8 +28,10 @@ from .memory import MemoryEncoder, FusionModule, class_contrastive_loss, info_nc
 class MemSSMBlock(nn.Module):
     "Linear → coarse/fine memory encoding → fusion → SS2D → LayerNorm → residual → Linear (paper 000, eqs 8–13)."
     def __init__(self, dim:int, n_coarse:int=12, n_fine:int=12, fusion:bool=True, similarity:str='cosine',
-                 drop_path:float=0., **ss2d_kwargs):
+                 drop_path:float=0., linear_init:str='identity', **ss2d_kwargs):
         super().__init__()
+        if linear_init not in ('identity', 'default'):
+            raise ValueError(f"linear_init={linear_init!r}: use 'identity' (trains, see the morph table) or 'default' (PyTorch's).")
         self.linear_in = nn.Linear(dim, dim)                                                     # eq 8
         self.memory = MemoryEncoder(dim, n_coarse, n_fine) if (n_coarse or n_fine) else None    # eq 9
         self.fusion = FusionModule(similarity if fusion else None)                               # eq 10
@@ -36,6 +39,8 @@ class MemSSMBlock(nn.Module):
         self.norm = nn.LayerNorm(dim)                                                            # eq 12
         self.drop_path = DropPath(drop_path)
         self.linear_out = nn.Linear(dim, dim)                                                    # eq 13
+        if linear_init == 'identity':                      # eqs 8 and 13 start as the identity map (see the morph table)
+            for lin in (self.linear_in, self.linear_out): nn.init.eye_(lin.weight); nn.init.zeros_(lin.bias)
         self.aux = {}
 
     def forward(self, x:torch.Tensor) -> torch.Tensor:
@@ -66,13 +71,15 @@ class MemoryMamba(nn.Module):
     "PatchEmbed → stages of Mem-SSM blocks with PatchMerging between them → LayerNorm, pool, MLP head (paper 000, Fig. 1)."
     def __init__(self, n_classes:int, preset:str='tiny', in_chans:int=3, n_coarse:int=12, n_fine:int=12,
                  fusion:bool=True, similarity:str='cosine', block:str='mem', drop_path_rate:float=0.1,
-                 scan:str='sweep', directions:int=4, pool:str='mean', classes:list|None=None, **overrides):
+                 scan:str='sweep', directions:int=4, pool:str='mean', linear_init:str='identity',
+                 classes:list|None=None, **overrides):
         super().__init__()
         if classes is not None and len(classes) != n_classes:
             raise ValueError(f"classes has {len(classes)} names for n_classes={n_classes}: give one name per class.")
         self.config = json_config(dict(n_classes=n_classes, preset=preset, in_chans=in_chans, n_coarse=n_coarse,
                                        n_fine=n_fine, fusion=fusion, similarity=similarity, block=block,
                                        drop_path_rate=drop_path_rate, scan=scan, directions=directions, pool=pool,
+                                       linear_init=linear_init,
                                        classes=None if classes is None else [str(c) for c in classes], **overrides))
         self.classes = self.config['classes']
         if pool not in ('mean', 'max'): raise ValueError(f"pool={pool!r}: use 'mean' (global average, the paper) or 'max'.")
@@ -89,7 +96,8 @@ class MemoryMamba(nn.Module):
         for i, (dim, depth) in enumerate(zip(dims, depths)):
             if i: layers.append(PatchMerging(dims[i - 1]))                                      # (B, H/2, W/2, 2C)
             for _ in range(depth):
-                layers.append(MemSSMBlock(dim, n_coarse, n_fine, fusion, similarity, drop_path=rates[k], **ss2d)
+                layers.append(MemSSMBlock(dim, n_coarse, n_fine, fusion, similarity, drop_path=rates[k],
+                                          linear_init=linear_init, **ss2d)
                               if block == 'mem' else HSSBlock(dim, drop_path=rates[k], **ss2d))
                 k += 1
         self.layers = nn.Sequential(*layers)
@@ -154,12 +162,30 @@ def classification_metrics_fastai():
     macro = lambda f, name: skm_to_fastai(f, average='macro', zero_division=0, name=name)
     return [accuracy, macro(skm.precision_score, 'precision'), macro(skm.recall_score, 'recall'), macro(skm.f1_score, 'f1')]
 
+def main_path_splitter(model:nn.Module) -> list:
+    "Two parameter groups: the Mem-SSM blocks' `linear_in` and `linear_out` (eqs 8 and 13), then all other parameters."
+    main = [p for b in model.modules() if isinstance(b, MemSSMBlock) for lin in (b.linear_in, b.linear_out)
+            for p in lin.parameters()]
+    ids = {id(p) for p in main}
+    return [main, [p for p in model.parameters() if id(p) not in ids]]
+
+class MainPathLr(Callback):
+    "Give parameter group 0 (`main_path_splitter`) `mult` × the learning rate of the rest, under any schedule."
+    order = ParamScheduler.order + 1          # after the scheduler has set this batch's lr
+    def __init__(self, mult:float=0.1): self.mult = mult
+    def before_batch(self): self.opt.hypers[0]['lr'] = self.mult * self.opt.hypers[-1]['lr']
+
 def memorymamba_learner(dls, model:nn.Module, lambda_c:float=0.1, lambda_f:float=0.05, margin:float=0.,
-                        temperature:float=0.5, wd:float=0.01, cbs=None, **kwargs) -> Learner:
-    "A fastai Learner: cross-entropy + memory losses (eq 25), Adam with weight decay `wd`, ACC/Prec/Rec/F1 and each loss term."
+                        temperature:float=0.5, wd:float=0.01, main_path_lr:float=0.1, cbs=None, **kwargs) -> Learner:
+    """A fastai Learner: cross-entropy + memory losses (eq 25), Adam with weight decay `wd`, ACC/Prec/Rec/F1 and each
+    loss term. A model with Mem-SSM blocks trains their `linear_in`/`linear_out` at `main_path_lr` × the lr."""
     metrics = classification_metrics_fastai() + [LossTerm(t) for t in ('ce', 'contrastive', 'nce')]
+    cbs = [MemoryLoss(lambda_c, lambda_f, margin, temperature), *(cbs or [])]
+    if any(isinstance(m, MemSSMBlock) for m in model.modules()):
+        kwargs.setdefault('splitter', main_path_splitter)
+        cbs.append(MainPathLr(main_path_lr))
     return Learner(dls, model, loss_func=nn.CrossEntropyLoss(), opt_func=partial(Adam, wd=wd),
-                   metrics=metrics, cbs=[MemoryLoss(lambda_c, lambda_f, margin, temperature), *(cbs or [])], **kwargs)
+                   metrics=metrics, cbs=cbs, **kwargs)
 
 def paper_schedule(warmup:float=0.05):
     "The paper's schedule: linear warm-up from 0 over `warmup` of training, then linear decay to 0."
@@ -220,12 +246,17 @@ class SkipValidation(Callback):
     def before_validate(self): raise CancelValidException
 
 def train_and_evaluate(make_dls, make_model, epochs:int, lr:float, seed:int=0, cbs=None, **learner_kwargs) -> dict:
-    "Seed; `dls = make_dls()`; `make_model(dls.c)`; `fit_one_cycle(epochs, lr)`; ACC/Prec/Rec/F1 on `dls.valid` and seconds."
+    """Seed; `dls = make_dls()`; `make_model(dls.c)`; `fit_one_cycle(epochs, lr)`; ACC/Prec/Rec/F1 on `dls.valid`,
+    the accuracy on the (unaugmented) training set `train_ACC`, the mean training loss of the last epoch, and seconds."""
     set_seed(seed)
     dls = make_dls()
     learn = memorymamba_learner(dls, make_model(dls.c), cbs=[SkipValidation(), *(cbs or [])], **learner_kwargs)
     start = time.time()
     with learn.no_bar(), learn.no_logging():
         learn.fit_one_cycle(epochs, lr)
+        seconds = time.time() - start
+        last_loss = torch.stack(learn.recorder.losses[-len(dls.train):]).mean().item()
         learn.remove_cb(SkipValidation)
-        return {**evaluate(learn), 'seconds': time.time() - start}
+        for cb in cbs or []: learn.remove_cb(cb)                 # e.g. augmentation: measure on the plain images
+        train_acc = evaluate(learn, dls.train.new(shuffle=False, drop_last=False))['ACC']
+        return {**evaluate(learn), 'train_ACC': train_acc, 'last_train_loss': last_loss, 'seconds': seconds}
