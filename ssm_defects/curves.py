@@ -181,8 +181,9 @@ def encode(x, method='hilbert', directions=8):
     if x.dim() != 4: raise ValueError(f"encode expects a (B, C, H, W) map, got shape {tuple(x.shape)}")
     b, c, h, w = x.shape
     tab = direction_tables(method, h, w, directions, x.device)              # (K, L)
-    seq = x.reshape(b, c, h * w).index_select(2, tab.flatten())             # (B, C, K·L)
-    return seq.view(b, c, *tab.shape).transpose(1, 2)                       # (B, K, C, L)
+    k, l = tab.shape
+    src = x.reshape(b, 1, c, l).expand(b, k, c, l)                          # (B, K, C, L), a view
+    return src.gather(3, tab.view(1, k, 1, l).expand(b, k, c, l))           # (B, K, C, L), contiguous
 
 def decode(y, h, w, method='hilbert', directions=8):
     "HS decoder: (B, K, C, L) sequences → (B, C, H, W), each direction undone, then summed over K."
@@ -193,6 +194,5 @@ def decode(y, h, w, method='hilbert', directions=8):
                          f"directions={directions!r}, got shape {tuple(y.shape)}")
     b, k, c, l = y.shape
     inv = _inverse_tables(method, h, w, direction_ids(directions), str(y.device))   # (K, L)
-    offset = torch.arange(k, device=y.device)[:, None] * l                  # index into the flattened (K·L) axis
-    maps = y.transpose(1, 2).reshape(b, c, k * l).index_select(2, (inv + offset).flatten())   # (B, C, K·L)
-    return maps.view(b, c, k, h, w).sum(2)                                  # (B, C, H, W)
+    maps = y.gather(3, inv.view(1, k, 1, l).expand(b, k, c, l))             # (B, K, C, L): each direction undone
+    return maps.sum(1).view(b, c, h, w)                                     # (B, C, H, W)
