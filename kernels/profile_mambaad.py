@@ -126,7 +126,7 @@ def main():
         f"`python kernels/profile_mambaad.py {' '.join(sys.argv[1:])}` — {datetime.datetime.now():%Y-%m-%d %H:%M}, "
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {a.threads} threads, "
         f"load average at start {open('/proc/loadavg').read().split()[0] if Path('/proc/loadavg').exists() else '?'} "
-        "(the machine is shared: absolute times are noisy, the ratios less so).",
+        "(absolute times move with the machine's load; the ratios much less).",
         "",
         f"`MambaAD()` (ResNet34, depths (3, 4, 6, 3), Hilbert, 8 directions), batch {a.batch}, {a.size}², fp32, "
         f"no_grad, scan backend {backend}; {n_scans} selective-scan calls.",
@@ -146,7 +146,7 @@ def main():
               f"is in scans. Memory: the {n_scans} scan calls allocated {scan_mem / 2**20:.0f} MB in all (outputs, last states "
               f"and chunk checkpoints), against {4 * elements / 2**20:.0f} MB for their full states (B, K·d_inner, N, L) in fp32 "
               f"(the largest single one {largest / 2**20:.0f} MB): the state is never materialised. Peak RSS of the process "
-              f"{peak_rss:.0f} MB (activations of the whole batch-8 forward).",
+              f"{peak_rss:.0f} MB (activations of the whole batch-{a.batch} forward).",
               "",
               "| block shape (B, K, d_inner, N, L) | blocks | exp time (s) |",
               "|---|---|---|"]

@@ -563,6 +563,7 @@ def parser() -> argparse.ArgumentParser:
                        description="Generate the textures fixture if needed, train a small MambaAD briefly, evaluate it and "
                                    f"write a report to {s.report_dir}.")
     a, c = TRAIN_DEFAULTS['anomaly'], TRAIN_DEFAULTS['classification']
+    both = lambda k: f"{a[k]}" if a[k] == c[k] else f"{a[k]}; memorymamba {c[k]}"     # the defaults of both kinds
     p.add_argument('--epochs', type=int, default=None, help=f"training epochs (default {a['epochs']})")
     p.add_argument('--size', type=int, default=None, help=f"input side in px, multiple of 32 (default {a['size']})")
     p.add_argument('--categories', nargs='+', default=None, help="subset of brick grass gravel (default: all)")
@@ -573,9 +574,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument('--data', default=None, help="dataset folder: MVTec layout for mambaad/pyramid, class folders for memorymamba; "
                                                 f"default: the built-in textures / surface-defects fixture in {s.data_root}")
     p.add_argument('--categories', nargs='+', default=None, help="categories (MVTec layout) or classes (memorymamba) to use (default: all)")
-    p.add_argument('--size', type=int, default=None, help=f"input side in px, multiple of 32 (default {a['size']}; the papers use 256)")
-    p.add_argument('--epochs', type=int, default=None, help=f"epochs (default {a['epochs']}; memorymamba {c['epochs']})")
-    p.add_argument('--bs', type=int, default=None, help=f"batch size per process (default {a['bs']}; memorymamba {c['bs']})")
+    p.add_argument('--size', type=int, default=None, help=f"input side in px, multiple of 32 (default {both('size')}; the papers use 256)")
+    p.add_argument('--epochs', type=int, default=None, help=f"epochs (default {both('epochs')})")
+    p.add_argument('--bs', type=int, default=None, help=f"batch size per process (default {both('bs')})")
     p.add_argument('--lr', type=float, default=None, help=f"learning rate (default: the model's rule; memorymamba one-cycle at {c['lr']})")
     p.add_argument('--preset', default=None, help=f"architecture size: {' or '.join(PRESETS)} for mambaad/pyramid (default {a['preset']}), "
                                                   f"tiny, small or base for memorymamba (default {c['preset']})")
