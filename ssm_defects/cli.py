@@ -287,15 +287,19 @@ def resolve_device(device=None) -> str:
         raise BadInput(f"device {device!r} asked for but CUDA is not available here; use --device cpu.")
     return device
 
+def _data_folder(data, make_builtin, layout):
+    "The dataset folder `data` (checked: exists, not empty), or the built-in fixture `make_builtin()` for None."
+    if data is None: return make_builtin()
+    data = Path(data).expanduser()
+    if not data.is_dir(): raise FileNotFoundError(f"data folder {data} does not exist: pass --data with {layout}, or omit "
+                                                  f"--data for the built-in {make_builtin.__name__.removeprefix('make_').replace('_', '-')}.")
+    if not any(data.iterdir()): raise FileNotFoundError(f"data folder {data} is empty: put {layout} in it.")
+    return data
+
 def _dataset_root(data):
     from ssm_defects.data import make_textures
-    if data is None: return make_textures()
-    data = Path(data).expanduser()
-    if not data.is_dir(): raise FileNotFoundError(f"data folder {data} does not exist: pass --data with the folder holding the category folders "
-                                                  f"(MVTec layout: <data>/<category>/train/good/*.png), or omit --data for the built-in textures.")
-    if not any(data.iterdir()): raise FileNotFoundError(f"data folder {data} is empty: put the category folders "
-                                                        f"(<data>/<category>/train/good/*.png, test/..., ground_truth/...) in it.")
-    return data
+    return _data_folder(data, make_textures, "the category folders (MVTec layout: <data>/<category>/train/good/*.png, "
+                                             "test/..., ground_truth/...)")
 
 def _valid_split(root, categories):
     from ssm_defects.data import mvtec_categories
@@ -313,12 +317,8 @@ def anomaly_data(data=None, categories=None, size=64, bs=8, device='cpu', valid_
 
 def _class_root(data):
     from ssm_defects.data import make_surface_defects
-    if data is None: return make_surface_defects()
-    data = Path(data).expanduser()
-    if not data.is_dir(): raise FileNotFoundError(f"data folder {data} does not exist: pass --data with one folder per defect class "
-                                                  f"(<data>/<class>/*.png, or <data>/train/<class>/ and <data>/test/<class>/), or omit --data for the built-in surface-defects.")
-    if not any(data.iterdir()): raise FileNotFoundError(f"data folder {data} is empty: put one folder per defect class in it (<data>/<class>/*.png).")
-    return data
+    return _data_folder(data, make_surface_defects, "one folder per defect class (<data>/<class>/*.png, or "
+                                                    "<data>/train/<class>/ and <data>/test/<class>/)")
 
 def classification_data(data=None, classes=None, size=64, bs=16, device='cpu', shuffle=True):
     "Checked fastai DataLoaders for MemoryMamba (see `ssm_defects.data.classification_dls`); every image header checked first."
@@ -429,19 +429,24 @@ def evaluate_checkpoint(checkpoint, data=None, categories=None, split='test', si
                       r['maps'][pick], r['masks'][pick], titles, history, info)
     return dict(report=md, metrics=df)
 
+def _prediction_inputs(checkpoint, images, out, size, device, kind):
+    "Checked inputs of a `predict` command: (out folder, model, input size, uint8 arrays, normalized batch)."
+    from ssm_defects.data import image_tensor
+    if not images: raise BadInput("no images given: pass one or more image files after the checkpoint.")
+    out = Path(out)
+    if (out/'scores.json').exists(): raise FileExistsError(f"{out/'scores.json'} exists: choose another --out so earlier predictions are kept.")
+    model = load_model(checkpoint, resolve_device(device), kind); size = checkpoint_size(model, size)
+    arrays = [load_image(p) for p in images]                                          # checks every file first
+    x = torch.stack([image_tensor(a, size, normalize=True) for a in arrays])          # (N, 3, size, size)
+    return out, model, size, arrays, x
+
 def predict_files(checkpoint, images, out, size=None, device=None) -> Path:
     "Heat-map overlay PNG per image and `scores.json` in folder `out` (must not already hold a scores.json)."
     from ssm_defects.data import image_tensor
     from ssm_defects.metrics import plot_anomaly_overlay
     from ssm_defects.mambaad import predict
     import matplotlib.pyplot as plt
-    if not images: raise BadInput("no images given: pass one or more image files after the checkpoint.")
-    out = Path(out)
-    if (out/'scores.json').exists(): raise FileExistsError(f"{out/'scores.json'} exists: choose another --out so earlier predictions are kept.")
-    device = resolve_device(device)
-    model = load_anomaly_model(checkpoint, device); size = checkpoint_size(model, size)
-    arrays = [load_image(p) for p in images]                                          # checks every file first
-    x = torch.stack([image_tensor(a, size, normalize=True) for a in arrays])          # (N, 3, size, size)
+    out, model, size, arrays, x = _prediction_inputs(checkpoint, images, out, size, device, 'anomaly')
     maps, scores = predict(model, x)
     out.mkdir(parents=True, exist_ok=True)
     rows, used = [], set()
@@ -468,14 +473,9 @@ def classification_report(y_true, y_pred, classes) -> 'pd.DataFrame':
     import pandas as pd
     from ssm_defects.metrics import classification_metrics
     m = classification_metrics(y_true, y_pred, n_classes=len(classes))
-    cm = m['confusion']                                                     # (n, n): rows true, columns predicted
-    tp, predicted, actual = np.diag(cm), cm.sum(0), cm.sum(1)
-    precision = np.divide(tp, predicted, out=np.zeros(len(classes)), where=predicted > 0)
-    recall = np.divide(tp, actual, out=np.zeros(len(classes)), where=actual > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(len(classes)), where=precision + recall > 0)
-    df = pd.DataFrame(dict(precision=precision, recall=recall, F1=f1, accuracy=recall), index=pd.Index(list(classes), name='class'))
+    df = pd.DataFrame(dict(m['per_class'], accuracy=m['per_class']['recall']), index=pd.Index(list(classes), name='class'))
     df.loc['overall'] = [m['precision'], m['recall'], m['F1'], m['accuracy']]
-    df.attrs['confusion'] = cm
+    df.attrs['confusion'] = m['confusion']
     return df
 
 def plot_confusion(confusion, classes):
@@ -522,15 +522,9 @@ def evaluate_classifier(checkpoint, data=None, classes=None, split='test', size=
 
 def predict_classes(checkpoint, images, out, size=None, device=None) -> Path:
     "`scores.json` in folder `out` with the predicted class and the class probabilities of each image (a MemoryMamba checkpoint)."
-    from ssm_defects.data import image_tensor
-    if not images: raise BadInput("no images given: pass one or more image files after the checkpoint.")
-    out = Path(out)
-    if (out/'scores.json').exists(): raise FileExistsError(f"{out/'scores.json'} exists: choose another --out so earlier predictions are kept.")
-    device = resolve_device(device)
-    model = load_model(checkpoint, device, 'classification'); size = checkpoint_size(model, size)
+    out, model, size, _, x = _prediction_inputs(checkpoint, images, out, size, device, 'classification')
     classes = model.config.get('classes') or [str(i) for i in range(model.config['n_classes'])]
-    x = torch.stack([image_tensor(load_image(p), size, normalize=True) for p in images])   # (N, 3, size, size)
-    probs = _classifier_logits(model.eval(), x, device=device).softmax(1)                 # (N, n_classes)
+    probs = _classifier_logits(model.eval(), x, device=next(model.parameters()).device).softmax(1)   # (N, n_classes)
     rows = [dict(image=str(p), predicted=classes[int(pr.argmax())], probabilities={c: float(v) for c, v in zip(classes, pr)})
             for p, pr in zip(images, probs)]
     out.mkdir(parents=True, exist_ok=True)

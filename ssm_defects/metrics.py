@@ -277,8 +277,8 @@ def percent(report: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
 
 # %% ../nbs/08_metrics.ipynb #e8a4c512
 def classification_metrics(y_true, y_pred, n_classes: int|None = None) -> dict:
-    """Accuracy, macro precision/recall/F1 (fractions) and the confusion matrix (n_classes, n_classes),
-    rows = true class, columns = predicted class. Classes are integers 0..n_classes-1."""
+    """Accuracy, macro precision/recall/F1 (fractions), the confusion matrix (n_classes, n_classes), rows = true
+    class, columns = predicted class, and `per_class` precision/recall/F1 arrays. Classes are integers 0..n_classes-1."""
     y_true, y_pred = _to_numpy(y_true, 'y_true').ravel(), _to_numpy(y_pred, 'y_pred').ravel()
     if y_true.shape != y_pred.shape: raise ValueError(f"y_true ({y_true.size}) and y_pred ({y_pred.size}) differ in length.")
     if not len(y_true): raise ValueError("y_true and y_pred are empty.")
@@ -295,7 +295,8 @@ def classification_metrics(y_true, y_pred, n_classes: int|None = None) -> dict:
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(n), where=precision + recall > 0)
     present = (predicted + actual) > 0
     return dict(accuracy=float(tp.sum() / len(y_true)), precision=float(precision[present].mean()),
-                recall=float(recall[present].mean()), F1=float(f1[present].mean()), confusion=confusion)
+                recall=float(recall[present].mean()), F1=float(f1[present].mean()), confusion=confusion,
+                per_class=dict(precision=precision, recall=recall, F1=f1))
 
 # %% ../nbs/08_metrics.ipynb #2634ca30
 import matplotlib.pyplot as plt
