@@ -10,7 +10,7 @@ __all__ = ['check_scan_args', 'selective_scan_ref', 'chunked_scan_fwd', 'chunked
            'mamba_ssm_available', 'resolve_backend', 'selective_scan_plain', 'selective_scan']
 
 # %% ../nbs/02_selective_scan.ipynb #5ffdf2f9
-import math, importlib, functools, os
+import math, importlib, functools, os, sys, types
 import torch, torch.nn.functional as F
 
 # %% ../nbs/02_selective_scan.ipynb #509b2e6d
@@ -397,8 +397,14 @@ def cpu_scan_bwd(gy, glast, u, dt, A, B, C, D, ckpt, chunk=_C_CHUNK):
 
 # %% ../nbs/02_selective_scan.ipynb #e2811e30
 from typing import Optional
-_CORE = {'chunked': (chunked_scan_fwd, chunked_scan_bwd, 256), 'cpu': (cpu_scan_fwd, cpu_scan_bwd, _C_CHUNK)}
-_FUNCTIONS = {'ref': selective_scan_ref}
+def _process_registry(name, initial):
+    "One `initial` object per process under `name`, shared by every copy of this code (see above)."
+    store = sys.modules.setdefault('ssm_defects._scan_registry', types.ModuleType('ssm_defects._scan_registry'))
+    return store.__dict__.setdefault(name, initial)
+
+_CORE = _process_registry('core', {'chunked': (chunked_scan_fwd, chunked_scan_bwd, 256),
+                                   'cpu': (cpu_scan_fwd, cpu_scan_bwd, _C_CHUNK)})
+_FUNCTIONS = _process_registry('functions', {'ref': selective_scan_ref})
 
 def register_backend(name, fn=None, *, forward=None, backward=None, chunk=None):
     "Make a scan available as `selective_scan(..., backend=name)`: a differentiable `fn` like `selective_scan_ref`, or a core `forward`/`backward` pair."
@@ -478,8 +484,9 @@ def _scan_op_backward(ctx, gout, glast, gckpt):
 
 # %% ../nbs/02_selective_scan.ipynb #cfb294bc
 import contextlib
+if not torch.cuda.is_available(): os.environ.setdefault('TRITON_INTERPRET', '1')   # before triton.language is imported
 from torch.utils.flop_counter import register_flop_formula
-_COUNT_SCAN_FLOPS = [True]
+_COUNT_SCAN_FLOPS = _process_registry('count_flops', [True])
 
 def scan_flops(batch, dim, L, N, has_D=True):
     "FLOPs of one selective scan in FlopCounterMode units: 2 × VMamba's 9·B·L·D·N (+ B·D·L with D) multiply-accumulates."

@@ -19,6 +19,10 @@ from .scan import check_scan_args, register_backend
 
 # %% ../nbs/03_triton_scan.ipynb #61c9ca22
 INTERPRETED = os.environ.get('TRITON_INTERPRET', '0') not in ('', '0')
+if INTERPRETED and type(tl.sum).__name__ != 'InterpretedFunction':
+    raise RuntimeError("triton.language was imported before TRITON_INTERPRET=1 was set, so its functions (tl.sum, …) "
+                      "are compiled and cannot run on the CPU: set TRITON_INTERPRET=1 in the environment before "
+                      "starting Python, or import ssm_defects.triton_scan before other Triton code.")
 
 # %% ../nbs/03_triton_scan.ipynb #f7e9f8d2
 @triton.jit
