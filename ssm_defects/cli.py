@@ -17,11 +17,10 @@ import argparse, datetime, json, math, os, sys, time
 from pathlib import Path
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from .settings import load_settings, atomic_write
 
 # %% ../nbs/13_cli.ipynb #e41c84a9
-from .data import image_mode, read_image
+from .data import image_header, read_image
 
 MIN_SIDE = 64          # smallest input MambaAD / Pyramid-Mamba train at: bottleneck stride 32, norms need 2×2 positions
 
@@ -29,14 +28,11 @@ class BadInput(ValueError):
     "An input the command cannot use; the message says what is wrong and how to fix it."
 
 def check_image(path, min_side=MIN_SIDE) -> tuple:
-    "Header-only check of an image file: readable, not float, at least `min_side` px. Returns (width, height, mode)."
+    "Header-only check of an image file: `image_header` (readable, not float), at least `min_side` px. Returns (width, height, mode)."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"{path} does not exist: check the path.")
-    try:
-        with Image.open(path) as im: (w, h), mode = im.size, im.mode
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise BadInput(f"{path} is not a readable image ({type(e).__name__}: {e}); replace it with a valid copy or remove it.") from e
-    if mode == 'F': raise BadInput(f"{path} has 32-bit floating-point pixels, whose range is not defined; save it as 8- or 16-bit.")
+    try: (w, h), mode = image_header(path)
+    except ValueError as e: raise BadInput(str(e)) from e
     if min(w, h) < min_side:
         raise BadInput(f"{path} is {w}x{h} px, smaller than the models' minimum of {min_side} px per side "
                        f"(2×2 positions at the stride-32 bottleneck); use the full-resolution image.")
@@ -146,7 +142,7 @@ MODELS = dict(mambaad=('ssm_defects.mambaad', 'anomaly'), pyramid=('ssm_defects.
               memorymamba=('ssm_defects.memorymamba', 'classification'))
 PRESETS = dict(paper={}, small=dict(depths=(2, 2, 2, 2), directions=2, d_state=4))   # anomaly models
 TRAIN_DEFAULTS = dict(anomaly=dict(size=128, epochs=12, bs=8, preset='small'),
-                      classification=dict(size=64, epochs=12, bs=16, preset='tiny', lr=3e-3))
+                      classification=dict(preset='tiny', size=64, bs=16, epochs=36, lr=3e-3, pool='max'))
 
 def model_kind(name) -> str:
     "'anomaly' or 'classification' for model `name`, with a clear error if unknown."
@@ -168,7 +164,8 @@ def build_model(name, dls, preset=None):
     preset = preset or TRAIN_DEFAULTS[kind]['preset']
     choices = list(mod.PRESETS if kind == 'classification' else PRESETS)
     if preset not in choices: raise BadInput(f"unknown preset {preset!r} for {name}; choose one of {choices}")
-    if kind == 'classification': return mod.MemoryMamba(dls.c, preset, classes=list(dls.vocab))
+    if kind == 'classification':
+        return mod.MemoryMamba(dls.c, preset, pool=TRAIN_DEFAULTS[kind]['pool'], classes=list(dls.vocab))
     if name == 'mambaad': return mod.default_model(dls, **PRESETS[preset])
     from ssm_defects.mambaad import OFFLINE_DEFAULT, calibrate_batchnorm
     kw = {k: v for k, v in PRESETS[preset].items() if k != 'directions'}   # Pyramid-Mamba keeps its 4-direction sweep
@@ -357,9 +354,8 @@ def train_model(name='mambaad', data=None, categories=None, size=None, epochs=No
     mod = model_module(name)
     if state is None: model = build_model(name, dls, args['preset'])
     else:
-        module, cls = state['model'].split(':')
-        model = getattr(importlib.import_module(module), cls).from_config(state['config'])
-        model.load_state_dict(state['state_dict'])
+        from ssm_defects.mambaad import model_from_checkpoint
+        model = model_from_checkpoint(state)
     distributed = num_distrib() > 1
     start = 0 if state is None else state['epoch'] + 1
     run_cb = RunState(last, args, start, state and state['history'], state and state['best'])
@@ -407,6 +403,11 @@ def _test_maps(model, root, categories, size, split='test', bs=8, device='cpu'):
                 labels=np.array([it['label'] for it in items]), categories=[it['category'] for it in items],
                 defects=[r['defect'] for r in ds.records])
 
+def _report_folder(checkpoint, run=None) -> Path:
+    "A new folder for a report: `<report_dir>/<run>`, by default `evaluate-<checkpoint name>-<time>`."
+    run = run or f"evaluate-{Path(checkpoint).stem}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    return fresh_path(load_settings().report_dir/run)
+
 def evaluate_checkpoint(checkpoint, data=None, categories=None, split='test', size=None, device=None, history=None,
                         title=None, run=None, extra=None) -> dict:
     "Evaluate a checkpoint on `split` of `data` and write a report; returns dict(report=path of report.md, metrics=DataFrame)."
@@ -421,8 +422,7 @@ def evaluate_checkpoint(checkpoint, data=None, categories=None, split='test', si
     df = anomaly_report(r['categories'], r['labels'], r['scores'].numpy(), r['masks'].numpy(), r['maps'].numpy())
     pick = pick_examples(r['categories'], r['labels'], r['defects'])
     titles = [f"{r['categories'][i]}/{r['defects'][i]} {r['scores'][i]:.3f}" for i in pick]
-    run = run or f"evaluate-{Path(checkpoint).stem}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
-    folder = fresh_path(load_settings().report_dir/run)
+    folder = _report_folder(checkpoint, run)
     info = dict(checkpoint=str(checkpoint), model=type(model).__name__, data=str(root), split=split, images=len(r['labels']),
                 input_size=size, config=json.dumps(model.config), evaluation_seconds=round(time.time() - t0, 1), **(extra or {}))
     md = write_report(folder, title or f"Evaluation of {Path(checkpoint).name}", df, denormalize(r['x'][pick]).clamp(0, 1),
@@ -511,8 +511,7 @@ def evaluate_classifier(checkpoint, data=None, classes=None, split='test', size=
     all_classes = known or names
     y = np.array([all_classes.index(names[l]) for l in ds.labels])                   # data label → model output index
     df = classification_report(y, pred, all_classes)
-    run = run or f"evaluate-{Path(checkpoint).stem}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
-    folder = fresh_path(load_settings().report_dir/run)
+    folder = _report_folder(checkpoint, run)
     info = dict(checkpoint=str(checkpoint), model=type(model).__name__, data=str(root), split=split, images=len(y),
                 input_size=size, classes=', '.join(all_classes), config=json.dumps(model.config),
                 evaluation_seconds=round(time.time() - t0, 1), **(extra or {}))

@@ -8,12 +8,12 @@ Docs: https://ssm-defects.github.io/ssm_defects/data.html.md"""
 __all__ = ['IMG_EXTS', 'SIXTEEN_BIT_GRAY', 'IMAGENET_MEAN', 'IMAGENET_STD', 'VISA_SPLIT_FILE', 'VISA_COLUMNS', 'TEXTURE_SOURCES',
            'DEFECT_KINDS', 'PATCH', 'REGIONS', 'DEFECT_PAINTERS', 'FIXTURE_VERSION', 'TEXTURE_COUNTS',
            'SURFACE_CLASSES', 'SURFACE_COUNTS', 'SURFACE_PAINTERS', 'registry_path', 'load_registry', 'dataset_info',
-           'image_size', 'image_mode', 'read_image', 'read_mask', 'list_images', 'mask_folder', 'mvtec_categories',
-           'mvtec_records', 'image_tensor', 'mask_tensor', 'denormalize', 'AnomalyDataset', 'MVTecDataset', 'visa_rows',
-           'visa_records', 'VisADataset', 'anomaly_dataset', 'texture_photo', 'normal_patch', 'stroke_alpha',
-           'blob_alpha', 'paint_defect', 'save_png', 'file_hashes', 'build_fixture', 'make_textures', 'AnomalyTuples',
-           'anomaly_dls', 'class_folder_records', 'ClassFolderDataset', 'arrange_by_prefix', 'surface_background',
-           'make_surface_defects', 'ClassTuples', 'classification_dls']
+           'image_size', 'image_mode', 'image_header', 'read_image', 'read_mask', 'list_images', 'mask_folder',
+           'mvtec_categories', 'mvtec_records', 'image_tensor', 'mask_tensor', 'denormalize', 'AnomalyDataset',
+           'MVTecDataset', 'visa_rows', 'visa_records', 'VisADataset', 'anomaly_dataset', 'texture_photo',
+           'normal_patch', 'stroke_alpha', 'blob_alpha', 'paint_defect', 'save_png', 'file_hashes', 'build_fixture',
+           'make_textures', 'AnomalyTuples', 'anomaly_dls', 'class_folder_records', 'ClassFolderDataset',
+           'arrange_by_prefix', 'surface_background', 'make_surface_defects', 'ClassTuples', 'classification_dls']
 
 # %% ../nbs/07_data.ipynb #40ad50e3
 import csv, hashlib, json, math, os, shutil, tempfile
@@ -68,6 +68,12 @@ def image_mode(path) -> str:
     "Pillow's pixel mode of the image at `path` ('RGB', 'L', 'I;16', …), from its header only."
     return _header(path)[1]
 
+def image_header(path) -> tuple:
+    "((width, height), mode) of an image `read_image` can convert, from its header only; a clear error otherwise."
+    size, mode = _header(path)
+    if mode == 'F': raise ValueError(f"{path} has 32-bit floating-point pixels, whose range is not defined; save it as 8- or 16-bit.")
+    return size, mode
+
 SIXTEEN_BIT_GRAY = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I')
 
 def _decode(path, mode):
@@ -88,8 +94,7 @@ def _sixteen_bit_to_rgb(path) -> np.ndarray:
 
 def read_image(path) -> np.ndarray:
     "The image at `path` as RGB uint8 (H, W, 3), converted as in the table above; a clear error for unusable files."
-    mode = image_mode(path)
-    if mode == 'F': raise ValueError(f"{path} has 32-bit floating-point pixels, whose range is not defined; save it as 8- or 16-bit.")
+    mode = image_header(path)[1]
     return _sixteen_bit_to_rgb(path) if mode in SIXTEEN_BIT_GRAY else _decode(path, 'RGB')
 
 def read_mask(path) -> np.ndarray:

@@ -9,8 +9,8 @@ __all__ = ['BACKBONES', 'DISTANCES', 'OFFLINE_DEFAULT', 'effnet_lite0_weights_fi
            'calibrate_batchnorm', 'conv_bn_relu', 'Bottleneck', 'HalfFPN', 'init_bottleneck', 'lss_layout',
            'drop_path_rates', 'PatchExpandTo', 'patch_expand', 'MambaDecoder', 'gaussian_blur', 'scale_distance',
            'anomaly_maps_from', 'MambaAD', 'mambaad_loss', 'decay_groups', 'reference_lr', 'StepDecay',
-           'AnomalyMetrics', 'save_checkpoint', 'load_checkpoint', 'Checkpoint', 'predict', 'default_model',
-           'mambaad_learner', 'count_macs', 'evaluate']
+           'AnomalyMetrics', 'save_checkpoint', 'model_from_checkpoint', 'load_checkpoint', 'Checkpoint', 'predict',
+           'default_model', 'mambaad_learner', 'count_macs', 'evaluate']
 
 # %% ../nbs/11_mambaad.ipynb #b441e7f9
 import math, importlib, json, sys
@@ -377,6 +377,12 @@ def save_checkpoint(model, path, metrics=None) -> Path:
     ckpt = dict(model=_class_path(type(model)), config=model.config, state_dict=model.state_dict(), metrics=metrics)
     return atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
 
+def model_from_checkpoint(ckpt:dict) -> nn.Module:
+    "The model a loaded checkpoint (or resume state) describes: its class rebuilt from `config`, its weights loaded."
+    model = _class_from_path(ckpt['model']).from_config(ckpt['config'])
+    model.load_state_dict(ckpt['state_dict'])
+    return model
+
 def load_checkpoint(path, map_location='cpu'):
     "Rebuild the model saved by `save_checkpoint` (in eval mode); its saved metrics are in `model.checkpoint_metrics`."
     path = Path(path)
@@ -384,8 +390,7 @@ def load_checkpoint(path, map_location='cpu'):
     ckpt = torch.load(path, map_location=map_location, weights_only=False)
     if not isinstance(ckpt, dict) or 'config' not in ckpt:
         raise ValueError(f"{path} is not a checkpoint written by `save_checkpoint` (no model config inside)")
-    model = _class_from_path(ckpt['model']).from_config(ckpt['config'])
-    model.load_state_dict(ckpt['state_dict'])
+    model = model_from_checkpoint(ckpt)
     model.checkpoint_metrics = ckpt.get('metrics')
     return model.eval()
 
