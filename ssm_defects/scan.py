@@ -398,7 +398,7 @@ def cpu_scan_bwd(gy, glast, u, dt, A, B, C, D, ckpt, chunk=_C_CHUNK):
 # %% ../nbs/02_selective_scan.ipynb #e2811e30
 from typing import Optional
 def _process_registry(name, initial):
-    "One `initial` object per process under `name`, shared by every copy of this code (see above)."
+    "One `initial` object per process under `name`, shared by every copy of this code (the operator exists once per process)."
     store = sys.modules.setdefault('ssm_defects._scan_registry', types.ModuleType('ssm_defects._scan_registry'))
     return store.__dict__.setdefault(name, initial)
 
