@@ -17,8 +17,8 @@ import math, importlib, json, sys
 from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
-import timm
 from .blocks import LSSModule, PatchExpand, init_weights
+import timm   # after our scan module (via blocks), which sets Triton's CPU default before timm imports triton.language
 
 # %% ../nbs/11_mambaad.ipynb #02ab13de
 # backbone name -> timm feature indices of the stride-4/8/16 stages
