@@ -39,7 +39,7 @@ def plain_scan():
 
 # %% ../nbs/14_deploy.ipynb #bc41feee
 class UnsmoothedMaps(nn.Module):
-    "Normalized images (B, 3, H, W) → unsmoothed anomaly maps (B, H, W) of an anomaly `model` (its `maps_from` with σ = 0)."
+    "Images (B, 3, H, W) in [0, 1] → unsmoothed anomaly maps (B, H, W) of an anomaly `model` (its `maps_from` with σ = 0)."
     def __init__(self, model):
         super().__init__(); self.model = model
     def forward(self, x): return self.model.maps_from(self.model(x), x.shape[-2:], sigma=0)[0]
@@ -51,7 +51,7 @@ def export_onnx(model, path, size) -> Path:
     model = model.eval()
     x = torch.zeros(1, 3, size, size)
     meta = dict(input_size=str(size), sigma=str(4 * size / 256), score='max of the smoothed map',
-                normalization='ImageNet mean/std on RGB in [0, 1]', config=json.dumps(getattr(model, 'config', {})))
+                input='RGB in [0, 1]; the encoder normalizes inside the graph', config=json.dumps(getattr(model, 'config', {})))
     def write(tmp):
         with plain_scan(), torch.no_grad():
             prog = torch.onnx.export(UnsmoothedMaps(model).eval(), (x,), dynamo=True, input_names=['image'],
@@ -72,7 +72,7 @@ class OnnxAnomalyModel:
         self.meta = self.session.get_modelmeta().custom_metadata_map
         self.size, self.sigma = int(self.meta['input_size']), float(self.meta['sigma'])
     def maps_unsmoothed(self, x) -> torch.Tensor:
-        "Normalized images (B, 3, size, size) → the graph's unsmoothed maps (B, size, size)."
+        "Images (B, 3, size, size) in [0, 1] → the graph's unsmoothed maps (B, size, size)."
         x = torch.as_tensor(x, dtype=torch.float32)
         if tuple(x.shape[1:]) != (3, self.size, self.size):
             raise ValueError(f"{self.path.name} takes (B, 3, {self.size}, {self.size}) images, got {tuple(x.shape)}: resize to {self.size}.")

@@ -13,7 +13,7 @@ def test_onnx_maps_equal_pytorch_within_1e4_of_range(trained, tmp_path):
     from ssm_defects.deploy import OnnxAnomalyModel, UnsmoothedMaps
     from ssm_defects.mambaad import predict
     model = load_anomaly_model(trained['checkpoint'])
-    ds = anomaly_dataset(trained['data'], split='test', size=64, normalize=True)
+    ds = anomaly_dataset(trained['data'], split='test', size=64)
     x = torch.stack([ds[i]['image'] for i in range(len(ds))])                  # (N, 3, 64, 64), N > 1: dynamic batch
     with torch.no_grad(): ref = UnsmoothedMaps(model)(x)                       # the library's scan (compiled CPU kernel)
     ort = OnnxAnomalyModel(tmp_path/'m.onnx')
