@@ -7,16 +7,17 @@ Docs: https://ssm-defects.github.io/ssm_defects/data.html.md"""
 # %% auto #0
 __all__ = ['IMG_EXTS', 'SIXTEEN_BIT_GRAY', 'IMAGENET_MEAN', 'IMAGENET_STD', 'VISA_SPLIT_FILE', 'VISA_COLUMNS', 'TEXTURE_SOURCES',
            'DEFECT_KINDS', 'PATCH', 'REGIONS', 'DEFECT_PAINTERS', 'FIXTURE_VERSION', 'TEXTURE_COUNTS',
-           'SURFACE_CLASSES', 'SURFACE_COUNTS', 'SURFACE_PAINTERS', 'registry_path', 'load_registry', 'dataset_info',
-           'image_size', 'image_mode', 'image_header', 'read_image', 'read_mask', 'list_images', 'mask_folder',
-           'mvtec_categories', 'mvtec_records', 'image_tensor', 'mask_tensor', 'denormalize', 'AnomalyDataset',
-           'MVTecDataset', 'visa_rows', 'visa_records', 'VisADataset', 'anomaly_dataset', 'texture_photo',
-           'normal_patch', 'stroke_alpha', 'blob_alpha', 'paint_defect', 'save_png', 'file_hashes', 'build_fixture',
-           'make_textures', 'AnomalyTuples', 'anomaly_dls', 'class_folder_records', 'ClassFolderDataset',
-           'arrange_by_prefix', 'surface_background', 'make_surface_defects', 'ClassTuples', 'classification_dls']
+           'HOLDOUT_FRACTION', 'MIN_HOLDOUT', 'SURFACE_CLASSES', 'SURFACE_COUNTS', 'SURFACE_PAINTERS', 'registry_path',
+           'load_registry', 'dataset_info', 'image_size', 'image_mode', 'image_header', 'read_image', 'read_mask',
+           'list_images', 'mask_folder', 'mvtec_categories', 'mvtec_records', 'image_tensor', 'mask_tensor',
+           'denormalize', 'AnomalyDataset', 'MVTecDataset', 'visa_rows', 'visa_records', 'VisADataset',
+           'anomaly_dataset', 'texture_photo', 'normal_patch', 'stroke_alpha', 'blob_alpha', 'paint_defect', 'save_png',
+           'file_hashes', 'build_fixture', 'make_textures', 'has_split', 'holdout_split', 'AnomalyTuples',
+           'anomaly_dls', 'class_folder_records', 'ClassFolderDataset', 'arrange_by_prefix', 'surface_background',
+           'make_surface_defects', 'ClassTuples', 'classification_dls']
 
 # %% ../nbs/07_data.ipynb #40ad50e3
-import csv, hashlib, json, math, os, shutil, tempfile
+import csv, hashlib, json, math, os, shutil, tempfile, zlib
 from pathlib import Path
 import numpy as np
 import torch
@@ -143,7 +144,8 @@ def mvtec_records(root, category, split='train') -> list:
     if not cdir.is_dir(): raise FileNotFoundError(f"category {category!r} not found in {root}; available: {mvtec_categories(root)}")
     sdir = cdir/split
     if not sdir.is_dir():
-        hint = " (MVTec-AD itself has only train and test: use valid_split='test')" if split == 'validation' else ''
+        hint = (" (MVTec-AD has only train and test: leave valid_split=None and `anomaly_dls` holds out training "
+                "images for validation)") if split == 'validation' else ''
         raise FileNotFoundError(f"{cdir} has no {split!r} split folder (expected {sdir}/good/...); the splits present "
                                 f"are: {[s for s in _subfolders(cdir) if 'ground_truth' not in s]}{hint}")
     defects = _subfolders(sdir)
@@ -188,20 +190,22 @@ def mask_tensor(mask, size=None) -> torch.Tensor:
     return torch.from_numpy(np.asarray(im) > 127).float()[None]  # (1, h, w)
 
 def denormalize(x) -> torch.Tensor:
-    "Undo ImageNet normalization of (…, 3, H, W) images, for display."
+    "Undo the ImageNet normalization of (…, 3, H, W) classification images, for display."
     return x * torch.tensor(IMAGENET_STD)[:, None, None] + torch.tensor(IMAGENET_MEAN)[:, None, None]
 
 # %% ../nbs/07_data.ipynb #6330c2f9
 class AnomalyDataset(Dataset):
-    "Anomaly-detection items (dicts: image, mask, label, category, path) from records; see `MVTecDataset`."
-    def __init__(self, records, size=None, normalize=False):
-        self.records, self.size, self.normalize = list(records), size, normalize
+    """Anomaly-detection items (dicts: image in [0, 1], mask, label, category, path) from records; see `MVTecDataset`.
+    A record with a `paint` entry is a held-out good training image with a synthetic defect (see `holdout_split`)."""
+    def __init__(self, records, size=None):
+        self.records, self.size = list(records), size
         self.categories = sorted({r['category'] for r in self.records})
     def __len__(self): return len(self.records)
     @property
     def labels(self): return [r['label'] for r in self.records]
     def __getitem__(self, i):
         r = self.records[i]
+        if 'paint' in r: return self._painted(r)
         img = read_image(r['path'])
         if r['mask_path'] is None: m = np.zeros(img.shape[:2], bool)
         else:
@@ -209,8 +213,17 @@ class AnomalyDataset(Dataset):
             if m.shape != img.shape[:2]:
                 raise ValueError(f"mask {r['mask_path']} is {m.shape[1]}x{m.shape[0]} but its image {r['path']} is "
                                  f"{img.shape[1]}x{img.shape[0]}: re-export the mask at the image's size.")
-        return dict(image=image_tensor(img, self.size, self.normalize), mask=mask_tensor(m, self.size),
+        return dict(image=image_tensor(img, self.size), mask=mask_tensor(m, self.size),
                     label=r['label'], category=r['category'], path=str(r['path']))
+    def _painted(self, r):
+        "Paint the record's defect on its image at the dataset's size, from the record's own seeded generator."
+        p = r['paint']
+        img = image_tensor(read_image(r['path']), self.size).permute(1, 2, 0).numpy()            # (H, W, 3) in [0, 1]
+        other = image_tensor(read_image(p['other']), img.shape[:2]).permute(1, 2, 0).numpy()     # (H, W, 3)
+        img, mask = paint_defect(_rng(*p['key']), img, p['kind'], other)                          # (H, W, 3), (H, W)
+        return dict(image=torch.from_numpy(img).permute(2, 0, 1).contiguous(), mask=torch.from_numpy(mask).float()[None],
+                    label=r['label'], category=r['category'], path=str(r['path']))
+
 
 # %% ../nbs/07_data.ipynb #040f8d03
 class MVTecDataset(AnomalyDataset):
@@ -225,10 +238,10 @@ class MVTecDataset(AnomalyDataset):
         root/<category>/ground_truth/<defect>/<stem>_mask.png
 
     `root=None` uses the built-in `textures` fixture (generated on first use)."""
-    def __init__(self, root=None, categories=None, split='train', size=None, normalize=False):
+    def __init__(self, root=None, categories=None, split='train', size=None):
         self.root = Path(make_textures() if root is None else root)
         cats = mvtec_categories(self.root) if categories is None else [categories] if isinstance(categories, str) else list(categories)
-        super().__init__([r for c in cats for r in mvtec_records(self.root, c, split)], size, normalize)
+        super().__init__([r for c in cats for r in mvtec_records(self.root, c, split)], size)
         self.split = split
     def __repr__(self): return f"MVTecDataset({self.root}, split={self.split!r}, {len(self)} images, categories={self.categories})"
 
@@ -253,7 +266,8 @@ def visa_records(root, category, split='train', rows=None) -> list:
     root = Path(root); rows = visa_rows(root) if rows is None else rows
     objs, splits = sorted({r['object'] for r in rows}), sorted({r['split'] for r in rows})
     if category not in objs: raise FileNotFoundError(f"category {category!r} not in {root/VISA_SPLIT_FILE}; available: {objs}")
-    if split not in splits: raise ValueError(f"VisA has no split {split!r}; its splits are {splits} (use valid_split='test').")
+    if split not in splits: raise ValueError(f"VisA has no split {split!r}; its splits are {splits} (for validation leave "
+                                             f"valid_split=None: `anomaly_dls` holds out training images).")
     recs = []
     for i, r in enumerate(rows):
         if r['object'] != category or r['split'] != split: continue
@@ -273,16 +287,16 @@ def visa_records(root, category, split='train', rows=None) -> list:
 class VisADataset(AnomalyDataset):
     """Several VisA objects as one dataset; items as `MVTecDataset`'s. Layout: `root/split_csv/1cls.csv` (columns
     object,split,label,image,mask; paths relative to `root`) and the images and masks it lists."""
-    def __init__(self, root, categories=None, split='train', size=None, normalize=False):
+    def __init__(self, root, categories=None, split='train', size=None):
         self.root, rows = Path(root), visa_rows(root)
         cats = sorted({r['object'] for r in rows}) if categories is None else [categories] if isinstance(categories, str) else list(categories)
-        super().__init__([r for c in cats for r in visa_records(self.root, c, split, rows)], size, normalize)
+        super().__init__([r for c in cats for r in visa_records(self.root, c, split, rows)], size)
         self.split = split
 
-def anomaly_dataset(root=None, categories=None, split='train', size=None, normalize=False) -> AnomalyDataset:
+def anomaly_dataset(root=None, categories=None, split='train', size=None) -> AnomalyDataset:
     "`VisADataset` if `root` holds VisA's split file, else `MVTecDataset` (`root=None`: the `textures` fixture)."
-    if root is not None and (Path(root)/VISA_SPLIT_FILE).is_file(): return VisADataset(root, categories, split, size, normalize)
-    return MVTecDataset(root, categories, split, size, normalize)
+    if root is not None and (Path(root)/VISA_SPLIT_FILE).is_file(): return VisADataset(root, categories, split, size)
+    return MVTecDataset(root, categories, split, size)
 
 # %% ../nbs/07_data.ipynb #9bdcace7
 TEXTURE_SOURCES = ('brick', 'grass', 'gravel')
@@ -344,7 +358,9 @@ def blob_alpha(rng, shape, center, radius, wobble=0.25, soft=1.0, stretch=1.0, a
     a[rs, cs] = ndimage.gaussian_filter(w, soft, truncate=3.0, mode='constant') if soft > 0 else w
     return a
 
-def _inside(rng, size, margin): return rng.uniform(margin, size - margin, 2)
+def _inside(rng, size, margin):
+    margin = min(margin, size / 2)                      # small images: the centre, rather than outside the image
+    return rng.uniform(margin, size - margin, 2)
 
 def _random_walk(rng, start, n, step, turn):
     th, pts = rng.uniform(0, 2 * np.pi), [np.asarray(start, np.float32)]
@@ -391,13 +407,27 @@ def _contamination(rng, p, other):
 DEFECT_PAINTERS = dict(scratch=_scratch, crack=_crack, hole=_hole, stain=_stain, missing=_missing,
                        contamination=_contamination)
 
+def _draw(rng, patch, kind, other):
+    "One draw of a painter: alpha (H, W) and the changed surface; an (H, W, C) patch replays the same draws per channel."
+    if patch.ndim == 2: return DEFECT_PAINTERS[kind](rng, patch, other)
+    start, changed = rng.bit_generator.state, []
+    for c in range(patch.shape[-1]):
+        rng.bit_generator.state = start                   # every channel sees the same random numbers: the same alpha
+        a, ch = DEFECT_PAINTERS[kind](rng, patch[..., c], other[..., c])
+        changed.append(ch)
+    return a, np.stack(changed, -1)                       # (H, W), (H, W, C)
+
 def paint_defect(rng, patch, kind, other=None):
-    "Paint a defect of `kind` on `patch` (H, W) float; returns (new patch, exact bool mask `alpha ≥ 0.5`)."
+    """Paint a defect of `kind` on `patch`, (H, W) or RGB (H, W, 3) float in [0, 1]; returns (new patch, exact bool mask
+    (H, W) `alpha ≥ 0.5`). `other` (same shape) is the foreign surface of `contamination`."""
     if kind not in DEFECT_PAINTERS: raise ValueError(f"unknown defect kind {kind!r}; choose from {DEFECT_KINDS}")
+    other = patch if other is None else other
+    if other.shape != patch.shape: raise ValueError(f"`other` {other.shape} must have the patch's shape {patch.shape}")
     for _ in range(20):                                   # redraw the rare defect too small to matter
-        a, changed = DEFECT_PAINTERS[kind](rng, patch, patch if other is None else other)
+        a, changed = _draw(rng, patch, kind, other)
         mask = a >= 0.5
         if mask.sum() >= 12: break
+    a = a[..., None] if patch.ndim == 3 else a            # one alpha for all channels
     return ((1 - a) * patch + a * changed).astype(np.float32), mask
 
 # %% ../nbs/07_data.ipynb #b753233b
@@ -485,6 +515,41 @@ def make_textures(root=None, seed=0, categories=TEXTURE_SOURCES) -> Path:
     return build_fixture(root, lambda tmp: _write_textures(tmp, seed, categories, TEXTURE_COUNTS), name='textures',
                          seed=seed, categories=categories, counts=TEXTURE_COUNTS, defect_kinds=DEFECT_KINDS, patch=PATCH)
 
+# %% ../nbs/07_data.ipynb #1955ac0e
+HOLDOUT_FRACTION, MIN_HOLDOUT = 0.2, 2       # share of each category's good training images held out, and its minimum
+
+def has_split(root, split, categories=None) -> bool:
+    "Whether every category (default: all) of the MVTec- or VisA-layout dataset at `root` has the split `split`."
+    root = Path(root)
+    names = None if categories is None else [categories] if isinstance(categories, str) else list(categories)
+    if (root/VISA_SPLIT_FILE).is_file():
+        rows = visa_rows(root)
+        return all(any(r['object'] == c and r['split'] == split for r in rows) for c in names or {r['object'] for r in rows})
+    return all((root/c/split).is_dir() for c in names or mvtec_categories(root))
+
+def holdout_split(ds, fraction=HOLDOUT_FRACTION, seed=0, paint=True) -> tuple:
+    """(train, valid) `AnomalyDataset`s at `ds.size` from the good training images of `ds`: per category a seeded
+    `fraction` (at least `MIN_HOLDOUT`) is held out for validation, and with `paint` half of those get a synthetic
+    defect with its exact mask (`paint_defect`, kinds in turn) when read. Nothing is written to disk."""
+    train, valid = [], []
+    for cat in ds.categories:
+        recs = [r for r in ds.records if r['category'] == cat]
+        n = len(recs); k = max(MIN_HOLDOUT, round(fraction * n))
+        if n - k < k:
+            raise ValueError(f"category {cat!r} has {n} good training images: holding out {k} for validation would leave "
+                             f"{n - k} to train on. Add good training images (at least {2 * k}), or give every category "
+                             f"a validation split (validation/good and validation/<defect> with masks in validation_ground_truth/).")
+        key = zlib.crc32(str(cat).encode())                              # the category's own stream: same split alone or with others
+        order = _rng(seed, key).permutation(n)
+        kept, n_paint = sorted(order[k:]), k // 2 if paint else 0
+        train += [recs[i] for i in kept]
+        valid += [recs[i] for i in sorted(order[:k - n_paint])]
+        for j, i in enumerate(sorted(order[k - n_paint:k])):
+            kind = DEFECT_KINDS[j % len(DEFECT_KINDS)]
+            paint_args = dict(kind=kind, other=recs[kept[j % len(kept)]]['path'], key=(seed, key, j))
+            valid.append(dict(recs[i], label=1, defect=kind, paint=paint_args))
+    return AnomalyDataset(train, ds.size), AnomalyDataset(valid, ds.size)
+
 # %% ../nbs/07_data.ipynb #75ce02e4
 class AnomalyTuples(Dataset):
     "Items of an `AnomalyDataset` as tuples (image, mask, label, category index) for fastai; `n_inp = 1`."
@@ -497,17 +562,29 @@ class AnomalyTuples(Dataset):
         d = self.ds[i]
         return d['image'], d['mask'], torch.tensor(d['label']), torch.tensor(self.cat_index[d['category']])
 
-def anomaly_dls(root=None, categories=None, size=128, bs=16, valid_split='test', num_workers=0, **kwargs) -> DataLoaders:
+def anomaly_dls(root=None, categories=None, size=128, bs=16, valid_split=None, paint=True, holdout_fraction=HOLDOUT_FRACTION,
+                holdout_seed=0, num_workers=0, **kwargs) -> DataLoaders:
     """fastai `DataLoaders` for multi-class anomaly detection on an MVTec- or VisA-layout dataset (`None`: the
     `textures` fixture). Batches are (image, mask, label, category) with `n_inp=1` (see above); `dls.categories` names the
-    category indices. `kwargs` go to `DataLoaders.from_dsets` (e.g. `device`, `shuffle`, `drop_last`)."""
+    category indices. Validation: `valid_split=None` takes the `validation` split if every category has one, else
+    `'heldout'`: `holdout_split(train, holdout_fraction, holdout_seed, paint)`; any other value names a split.
+    `dls.valid_source` says what the validation images are. `kwargs` go to `DataLoaders.from_dsets` (e.g. `device`,
+    `shuffle`, `drop_last`)."""
     root = Path(make_textures() if root is None else root)
-    train = anomaly_dataset(root, categories, 'train', size, normalize=True)
-    valid = anomaly_dataset(root, categories, valid_split, size, normalize=True)
+    if valid_split is None: valid_split = 'validation' if has_split(root, 'validation', categories) else 'heldout'
+    train = anomaly_dataset(root, categories, 'train', size)
+    if valid_split == 'heldout':
+        train, valid = holdout_split(train, holdout_fraction, holdout_seed, paint)
+        n, m = len(valid), sum(valid.labels)
+        source = (f"{n} good training images held out, {m} painted with synthetic defects" if m else
+                  f"{n} good training images held out (no defects painted)")
+    else:
+        valid = anomaly_dataset(root, categories, valid_split, size)
+        source = 'validation folder' if valid_split == 'validation' else f"{valid_split} split"
     cats = train.categories
     dls = DataLoaders.from_dsets(AnomalyTuples(train, cats), AnomalyTuples(valid, cats), bs=bs,
                                  num_workers=num_workers, **kwargs)
-    dls.categories, dls.root, dls.size = cats, root, size
+    dls.categories, dls.root, dls.size, dls.valid_source = cats, root, size, source
     return dls
 
 # %% ../nbs/07_data.ipynb #416f10d5

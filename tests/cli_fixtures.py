@@ -7,13 +7,14 @@ from ssm_defects.data import make_textures, mask_folder
 TINY = dict(size=64, epochs=1, bs=4, preset='small')
 
 
-def copy_tiny(dst, categories=('brick',), n_train=4, n_good=2, defects=('crack', 'hole')):
-    "A tiny MVTec-layout copy of the textures fixture: n_train normal train images, per split n_good good + one image per defect."
+def copy_tiny(dst, categories=('brick',), n_train=4, n_good=2, defects=('crack', 'hole'), splits=('validation', 'test')):
+    """A tiny MVTec-layout copy of the textures fixture: n_train normal train images, and per split of `splits` n_good
+    good + one image per defect (`splits=('test',)`: MVTec-AD's layout; `()`: good training images only)."""
     src = make_textures()
     for c in categories:
         for i in range(n_train):
             f = src/c/'train'/'good'/f'{i:03d}.png'; (dst/c/'train'/'good').mkdir(parents=True, exist_ok=True); shutil.copy(f, dst/c/'train'/'good'/f.name)
-        for split in ('validation', 'test'):
+        for split in splits:
             for i in range(n_good):
                 (dst/c/split/'good').mkdir(parents=True, exist_ok=True); shutil.copy(src/c/split/'good'/f'{i:03d}.png', dst/c/split/'good')
             for d in defects:

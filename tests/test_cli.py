@@ -1,7 +1,7 @@
 "The `ssm-defects` console script: help for every command, and train → evaluate → predict → export on a tiny dataset."
-import json, os, shutil, subprocess, sys
+import importlib.util, json, os, shutil, subprocess, sys
 import pytest
-from cli_fixtures import isolated, trained, TINY
+from cli_fixtures import isolated, trained, tiny_data, copy_tiny, TINY
 from ssm_defects.cli import main, parser
 
 COMMANDS = ['demo', 'train', 'evaluate', 'predict', 'export']
@@ -83,3 +83,95 @@ def test_memorymamba_train_evaluate_predict(tiny_classes, isolated, tmp_path, ca
     assert doc['classes'] == classes and len(doc['images']) == len(imgs)
     for r in doc['images']:
         assert r['predicted'] in classes and abs(sum(r['probabilities'].values()) - 1) < 1e-5
+
+
+# --- model selection never on test ---------------------------------------------------------------------------------
+
+def _printed(out, key): return out.split(f'{key}: ')[-1].split('\n')[0].strip()
+
+
+def test_dataset_without_validation_never_selects_on_test(isolated, tmp_path):
+    "MVTec-AD's layout (train and test only): validation images are held-out train/good images, never trained on, never test."
+    import torch
+    from ssm_defects.cli import anomaly_data, train_model
+    data = copy_tiny(tmp_path/'mvtec', n_train=10, splits=('test',))
+    dls = anomaly_data(data, size=TINY['size'], bs=TINY['bs'])
+    train, valid = ([r['path'] for r in dl.dataset.ds.records] for dl in (dls.train, dls.valid))
+    assert valid and all(p.parent == data/'brick'/'train'/'good' for p in valid)          # none from test/
+    assert not set(valid) & set(train) and len(valid) + len(train) == 10                 # held out = not trained on
+    assert dls.valid_source == '2 good training images held out, 1 painted with synthetic defects'
+    out = train_model('mambaad', data, size=TINY['size'], epochs=2, bs=TINY['bs'], preset=TINY['preset'], quiet=True)
+    m = torch.load(out['checkpoint'], weights_only=False)['metrics']
+    assert m['selected_on'] == dls.valid_source and m['selected_by'] == 'mAD'
+    md = out['report'].read_text()
+    assert f"- **selected_on**: {dls.valid_source}" in md and '- **evaluated_on**: test split (4 images, 2 defective)' in md
+
+
+@pytest.mark.parametrize('test_split', ['absent', 'good images only'])
+def test_good_images_only_dataset_trains_writes_checkpoint_and_report(isolated, tmp_path, capsys, test_split):
+    "A production line's folder (train/good, and maybe test/good): training selects on painted held-out images; the report gives image scores."
+    data = copy_tiny(tmp_path/'line', n_train=10, defects=(), splits=('test',) if test_split != 'absent' else ())
+    code = main(['train', 'mambaad', '--data', str(data), '--size', str(TINY['size']), '--epochs', '1', '--bs', str(TINY['bs']),
+                 '--preset', TINY['preset']])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    ckpt, report = _printed(out.out, 'checkpoint'), _printed(out.out, 'report')
+    assert os.path.isfile(ckpt)
+    md = open(report).read()
+    assert '## Image scores of good images' in md and 'AUROC' not in md and '| all | 2 |' in md
+    where = 'test split' if test_split != 'absent' else 'held-out good training images, unpainted'
+    assert f'- **evaluated_on**: {where} (2 images, 0 defective)' in md
+    assert '- **selected_on**: 2 good training images held out, 1 painted with synthetic defects' in md
+
+
+# --- presets, encoders, metrics, model names -----------------------------------------------------------------------
+
+def test_paper_preset_offline_without_weights_says_how_to_get_them(isolated, tiny_data, capsys, monkeypatch):
+    import huggingface_hub.constants
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', True)        # no network, fast
+    assert main(['train', 'mambaad', '--preset', 'paper', '--data', str(tiny_data), '--epochs', '1', '--bs', str(TINY['bs'])]) == 2
+    err = capsys.readouterr().err
+    assert '--weights' in err and 'resnet34.bt_in1k' in err and 'Traceback' not in err
+
+
+def test_backbone_weights_file_and_ader_metrics(isolated, tiny_data, tmp_path, capsys):
+    "`--backbone resnet18 --weights FILE` trains on the file's encoder weights; `--metrics ader` is named in the report."
+    import timm, torch
+    weights = tmp_path/'resnet18.pth'; torch.save(timm.create_model('resnet18').state_dict(), weights)
+    assert main(['train', 'mambaad', '--data', str(tiny_data), '--size', str(TINY['size']), '--epochs', '1', '--bs', str(TINY['bs']),
+                 '--preset', TINY['preset'], '--backbone', 'resnet18', '--weights', str(weights), '--metrics', 'ader']) == 0
+    out = capsys.readouterr().out
+    ckpt = torch.load(_printed(out, 'checkpoint'), weights_only=False)
+    assert ckpt['config']['backbone'] == 'resnet18' and ckpt['config']['weights'] == str(weights)
+    md = open(_printed(out, 'report')).read()
+    assert "- **metrics**: ader: " in md and f"- **weights**: {weights}" in md
+    assert main(['evaluate', _printed(out, 'checkpoint'), '--data', str(tiny_data)]) == 0
+    assert '- **metrics**: official: ' in open(_printed(capsys.readouterr().out, 'report')).read()
+
+
+def test_baselines_are_built_and_trained_through_their_module(isolated, tiny_data, monkeypatch):
+    "knn and convdecoder: `ssm_defects.baselines.<name>_model(dls, **encoder options)` and `<name>_learner(dls, model, ...)`."
+    import types
+    from ssm_defects import mambaad
+    from ssm_defects.cli import train_model, _model_name
+    calls = []
+    def make(name):
+        def build(dls, **kwargs):
+            calls.append((name, kwargs)); return mambaad.default_model(dls, depths=(2, 2, 2, 2), directions=2, d_state=4)
+        return build
+    fake = types.ModuleType('ssm_defects.baselines')
+    fake.knn_model, fake.convdecoder_model = make('knn'), make('convdecoder')
+    fake.knn_learner = fake.convdecoder_learner = mambaad.mambaad_learner
+    monkeypatch.setitem(sys.modules, 'ssm_defects.baselines', fake)
+    out = train_model('convdecoder', tiny_data, size=TINY['size'], epochs=1, bs=TINY['bs'], backbone='tf_efficientnet_lite0', quiet=True)
+    assert calls == [('convdecoder', dict(backbone='tf_efficientnet_lite0', pretrained=True))] and out['report'].is_file()
+    assert _model_name('ssm_defects.baselines:ConvDecoder') == 'convdecoder' and _model_name('ssm_defects.baselines:PatchKNN') == 'knn'
+
+
+@pytest.mark.skipif(importlib.util.find_spec('ssm_defects.baselines') is None, reason='ssm_defects.baselines not written yet')
+@pytest.mark.parametrize('name', ['knn', 'convdecoder'])
+def test_baseline_train_evaluate(name, isolated, tiny_data, capsys):
+    assert main(['train', name, '--data', str(tiny_data), '--size', str(TINY['size']), '--epochs', '1', '--bs', str(TINY['bs'])]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert '| mean |' in open(_printed(out, 'report')).read()
+    assert main(['evaluate', _printed(out, 'checkpoint'), '--data', str(tiny_data)]) == 0

@@ -133,3 +133,10 @@ def test_fixture_deterministic_and_atomic(tmp_path):
         png(tmp/'x.png'); raise RuntimeError('interrupted')
     with pytest.raises(RuntimeError): build_fixture(tmp_path/'half', interrupted, name='half', seed=0)
     assert not (tmp_path/'half').exists() and not any(p.name.startswith('.half') for p in tmp_path.iterdir())
+
+
+def test_holdout_needs_enough_good_training_images(mvtec):
+    "Without a validation split, 2 good training images cannot be shared between training and validation: say what to add."
+    from ssm_defects.data import anomaly_dls
+    with pytest.raises(ValueError, match="has 2 good training images: holding out 2 for validation would leave 0 .*at least 4"):
+        anomaly_dls(mvtec, size=64)

@@ -5,7 +5,8 @@ import nbformat, pytest, yaml
 from nbconvert import HTMLExporter
 
 nbs = Path(__file__).resolve().parents[1]/'nbs'
-notebooks = sorted(p.name for p in nbs.glob('*.ipynb') if not p.name.startswith('_'))
+notebooks = sorted(p.relative_to(nbs).as_posix() for p in nbs.glob('**/*.ipynb')
+                   if not any(part.startswith(('_', '.')) for part in p.relative_to(nbs).parts))
 
 @pytest.mark.parametrize('name', notebooks)
 def test_notebook_renders_to_html(name):
