@@ -6,12 +6,13 @@ Docs: https://ssm-defects.github.io/ssm_defects/cli.html.md"""
 
 # %% auto #0
 __all__ = ['MIN_SIDE', 'MODELS', 'PRESET_MODELS', 'PRESETS', 'TRAIN_DEFAULTS', 'RESUME_KIND', 'METRICS', 'METRIC_NOTES',
-           'SPLIT_NAMES', 'BadInput', 'check_image', 'load_image', 'check_images', 'run_name', 'fresh_path',
-           'markdown_table', 'pick_examples', 'plot_history', 'score_summary', 'write_report', 'model_kind',
-           'model_module', 'model_config', 'build_model', 'inspect_checkpoint', 'load_model', 'checkpoint_kind',
-           'load_anomaly_model', 'checkpoint_size', 'check_size', 'RunState', 'resolve_device', 'anomaly_data',
-           'classification_data', 'train_model', 'evaluate_checkpoint', 'predict_files', 'classification_report',
-           'plot_confusion', 'evaluate_classifier', 'predict_classes', 'demo', 'parser', 'main']
+           'SPLIT_NAMES', 'DEMO_EPOCHS', 'BadInput', 'check_image', 'load_image', 'check_images', 'run_name',
+           'fresh_path', 'markdown_table', 'pick_examples', 'plot_history', 'score_summary', 'write_report',
+           'model_kind', 'model_module', 'model_config', 'build_model', 'inspect_checkpoint', 'load_model',
+           'checkpoint_kind', 'load_anomaly_model', 'checkpoint_size', 'check_size', 'RunState', 'resolve_device',
+           'anomaly_data', 'classification_data', 'train_model', 'evaluate_checkpoint', 'predict_files',
+           'classification_report', 'plot_confusion', 'evaluate_classifier', 'predict_classes', 'demo', 'parser',
+           'main']
 
 # %% ../nbs/13_cli.ipynb #6a4e7c30
 import argparse, datetime, json, math, os, sys, time
@@ -159,8 +160,9 @@ MODELS = dict(mambaad=('ssm_defects.mambaad', 'anomaly'), pyramid=('ssm_defects.
 PRESET_MODELS = ('mambaad', 'pyramid')                    # the anomaly models `PRESETS` configure
 PRESETS = dict(paper=dict(backbone='resnet34', pretrained=True, depths=(3, 4, 6, 3), scan='hilbert', directions=8,
                           d_state=16, size=256),
-               small=dict(depths=(2, 2, 2, 2), directions=2, d_state=4))   # on top of OFFLINE_DEFAULT; `size`: the input side
-TRAIN_DEFAULTS = dict(anomaly=dict(size=128, epochs=12, bs=8, preset='small'),
+               small=dict(depths=(2, 2, 2, 2), directions=2, d_state=4),
+               fast=dict(depths=(3, 4, 6, 3), directions=2, d_state=4))    # on top of OFFLINE_DEFAULT; `size`: the input side
+TRAIN_DEFAULTS = dict(anomaly=dict(size=128, epochs=48, bs=8, preset='small'),   # chosen on validation: nbs/appendix/detection.ipynb
                       classification=dict(preset='tiny', size=64, bs=16, epochs=36, lr=3e-3, pool='max'))
 
 def model_kind(name) -> str:
@@ -374,7 +376,7 @@ def _selection(metrics) -> dict:
 
 def train_model(name='mambaad', data=None, categories=None, size=None, epochs=None, bs=None, lr=None, preset=None,
                 seed=None, device=None, resume=None, run=None, cbs=None, report=True, quiet=False, backbone=None,
-                weights=None, metrics='official') -> dict:
+                weights=None, metrics='official', note=None) -> dict:
     """Train model `name` and write its checkpoint, resume state and report; `None` options take `TRAIN_DEFAULTS` (and
     the preset's input size). Returns a dict of paths (checkpoint, last, report), the history and the metric DataFrame.
     `categories`: the categories of an MVTec-layout dataset, or the classes to use for MemoryMamba; `backbone`,
@@ -438,7 +440,7 @@ def train_model(name='mambaad', data=None, categories=None, size=None, epochs=No
     if report:
         extra = dict(epochs=len(run_cb.history), preset=args['preset'], seed=args['seed'], bs=args['bs'],   # epochs run: kNN stops after one
                      training_seconds=round(seconds, 1), device=device, processes=max(num_distrib(), 1))
-        extra |= {k: args[k] for k in ('backbone', 'weights') if args.get(k)}
+        extra |= {k: args[k] for k in ('backbone', 'weights') if args.get(k)} | ({'schedule': note} if note else {})
         if kind == 'anomaly':
             from ssm_defects.data import has_split
             split = next((sp for sp in ('test', 'validation') if has_split(dls.root, sp, args['categories'])), 'heldout')
@@ -604,13 +606,19 @@ def predict_classes(checkpoint, images, out, size=None, device=None) -> Path:
     return out/'scores.json'
 
 # %% ../nbs/13_cli.ipynb #d1c0b734
+DEMO_EPOCHS = 24       # the demo's schedule: about two minutes of training on two CPU cores
+
 def demo(epochs=None, size=None, device=None, categories=None) -> dict:
-    "Train a small MambaAD on the `textures` fixture, evaluate it, write the report; returns paths and metrics."
+    """Train MambaAD with the default recipe on the `textures` fixture for `DEMO_EPOCHS` epochs (a shorter schedule of
+    `TRAIN_DEFAULTS`' epochs, said in the report), evaluate it, write the report; returns paths and metrics."""
     from ssm_defects.data import make_textures
     t0 = time.time()
     root = make_textures()
     print(f"data: {root} (the built-in textures fixture)")
-    out = train_model('mambaad', None, categories, size, epochs, device=device,            # None: TRAIN_DEFAULTS
+    epochs, full = epochs or DEMO_EPOCHS, TRAIN_DEFAULTS['anomaly']['epochs']
+    note = None if epochs == full else (f"demo: {epochs} epochs of the default recipe's {full} "
+                                        f"(`ssm-defects train mambaad` trains all {full})")
+    out = train_model('mambaad', None, categories, size, epochs, device=device, note=note,   # None: TRAIN_DEFAULTS
                       run=f"demo-{datetime.datetime.now():%Y%m%d-%H%M%S}")
     out['wall_seconds'] = time.time() - t0
     return out
@@ -629,7 +637,7 @@ def parser() -> argparse.ArgumentParser:
                                    f"write a report to {s.report_dir}.")
     a, c = TRAIN_DEFAULTS['anomaly'], TRAIN_DEFAULTS['classification']
     both = lambda k: f"{a[k]}" if a[k] == c[k] else f"{a[k]}; memorymamba {c[k]}"     # the defaults of both kinds
-    p.add_argument('--epochs', type=int, default=None, help=f"training epochs (default {a['epochs']})")
+    p.add_argument('--epochs', type=int, default=None, help=f"training epochs (default {DEMO_EPOCHS}: a shorter schedule of the default recipe's {a['epochs']})")
     p.add_argument('--size', type=int, default=None, help=f"input side in px, multiple of 32 (default {a['size']})")
     p.add_argument('--categories', nargs='+', default=None, help="subset of brick grass gravel (default: all)")
     _add_common(p)

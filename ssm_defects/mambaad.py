@@ -1,4 +1,4 @@
-"""The MambaAD anomaly detector (paper 002): a frozen multi-scale encoder, a Half-FPN bottleneck and a Mamba decoder of LSS/HSS modules, its anomaly maps, a fastai Learner, and a run on the built-in `textures` data.
+"""The MambaAD anomaly detector (He et al., NeurIPS 2024, arXiv 2404.06564): a frozen multi-scale encoder, a Half-FPN bottleneck and a Mamba decoder of LSS/HSS modules, its anomaly maps, a fastai Learner, and a run on the built-in `textures` data.
 
 Docs: https://ssm-defects.github.io/ssm_defects/mambaad.html.md"""
 

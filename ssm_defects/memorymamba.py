@@ -1,4 +1,4 @@
-"""A memory-augmented 2D state space classifier for defect types (paper 000): the Mem-SSM block, the classifier and its presets, the Learner with the three-term loss, and the ablations.
+"""A memory-augmented 2D state space classifier for defect types (Wang, Hu, Zhou, 2024, arXiv 2405.03673): the Mem-SSM block, the classifier and its presets, the Learner with the three-term loss, and the ablations.
 
 Docs: https://ssm-defects.github.io/ssm_defects/memorymamba.html.md"""
 
@@ -26,7 +26,7 @@ from .memory import MemoryEncoder, FusionModule, class_contrastive_loss, info_nc
 
 # %% ../nbs/10_memorymamba.ipynb #22781dd3
 class MemSSMBlock(nn.Module):
-    "Linear → coarse/fine memory encoding → fusion → SS2D → LayerNorm → residual → Linear (paper 000, eqs 8–13)."
+    "Linear → coarse/fine memory encoding → fusion → SS2D → LayerNorm → residual → Linear (MemoryMamba eqs 8–13)."
     def __init__(self, dim:int, n_coarse:int=12, n_fine:int=12, fusion:bool=True, similarity:str='cosine',
                  drop_path:float=0., linear_init:str='identity', **ss2d_kwargs):
         super().__init__()
@@ -68,7 +68,7 @@ def json_config(d:dict) -> dict:
     except TypeError as e: raise ValueError(f"model arguments must be JSON values (numbers, strings, lists): {e}") from None
 
 class MemoryMamba(nn.Module):
-    "PatchEmbed → stages of Mem-SSM blocks with PatchMerging between them → LayerNorm, pool, MLP head (paper 000, Fig. 1)."
+    "PatchEmbed → stages of Mem-SSM blocks with PatchMerging between them → LayerNorm, pool, MLP head (MemoryMamba Fig. 1)."
     def __init__(self, n_classes:int, preset:str='tiny', in_chans:int=3, n_coarse:int=12, n_fine:int=12,
                  fusion:bool=True, similarity:str='cosine', block:str='mem', drop_path_rate:float=0.1,
                  scan:str='sweep', directions:int=4, pool:str='mean', linear_init:str='identity',

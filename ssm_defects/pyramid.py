@@ -1,4 +1,4 @@
-"""Pyramid-Mamba (paper 001) as MambaAD's skeleton with a pyramidal 2D scan (PSS) in every HSS block and Gaussian noise on the bottleneck during training, its Learner, and a side-by-side run against MambaAD.
+"""Pyramid-Mamba (Iqbal & Martinel, arXiv 2504.03442) as MambaAD's skeleton with a pyramidal 2D scan (PSS) in every HSS block and Gaussian noise on the bottleneck during training, its Learner, and a side-by-side run against MambaAD.
 
 Docs: https://ssm-defects.github.io/ssm_defects/pyramid.html.md"""
 
@@ -88,7 +88,7 @@ def css_module(dim, n_hss, levels=1, cap=False, drop_path=0., kernels=(5, 7), **
 
 # %% ../nbs/12_pyramid.ipynb #1af0629b
 class PyramidMamba(MambaAD):
-    """Pyramid-Mamba (paper 001): MambaAD's encoder, Half-FPN bottleneck and decoder, with the Pyramidal Scanning
+    """Pyramid-Mamba (Iqbal & Martinel, arXiv 2504.03442): MambaAD's encoder, Half-FPN bottleneck and decoder, with the Pyramidal Scanning
     Strategy in every HSS block (CSS modules) and Gaussian noise of std `feature_noise` on the bottleneck output in
     training only. Other arguments as `MambaAD`; defaults: 4-direction sweep, `levels` = 1, noise 0.05."""
     def __init__(self, backbone='resnet34', pretrained=False, levels=1, cap=False, scan='sweep', directions=4,

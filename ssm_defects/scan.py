@@ -30,7 +30,7 @@ def _check_bc(name, M, batch, dim, N, L):
                        f"or (batch, groups, N, L)=({batch}, G, {N}, {L})", "N is A.shape[1].")
 
 def check_scan_args(u, delta, A, B, C, D=None, z=None, delta_bias=None):
-    "Raise a clear error if the selective-scan arguments do not have the shapes, dtypes and device of DESIGN §3."
+    "Raise a clear error if the selective-scan arguments do not have the shapes, dtypes and device that `mamba_ssm.selective_scan_fn` accepts."
     for name, t in dict(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias).items():
         if t is None: continue
         if not isinstance(t, torch.Tensor): raise TypeError(f"selective_scan: `{name}` must be a torch.Tensor, got {type(t).__name__}.")
@@ -574,7 +574,7 @@ def selective_scan_plain(u, delta, A, B, C, D=None, z=None, delta_bias=None, del
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                    return_last_state=False, backend="auto"):
-    "Selective scan with the semantics of `mamba_ssm.selective_scan_fn` (DESIGN §3), run by `backend` (None: settings.ini)."
+    "Selective scan with the semantics of `mamba_ssm.selective_scan_fn` (state-spaces/mamba), run by `backend` (None: settings.ini)."
     check_scan_args(u, delta, A, B, C, D, z, delta_bias)
     if _exporting(): return selective_scan_plain(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     name = resolve_backend(backend, u)

@@ -256,7 +256,7 @@ class SelectiveScanTriton(torch.autograd.Function):
 
 def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                           return_last_state=False, *, chunk=DEFAULT_CHUNK):
-    "`mamba_ssm.selective_scan_fn` in Triton (DESIGN §3): out (batch, dim, L) [, last_state (batch, dim, N)]; `chunk` positions per block."
+    "`mamba_ssm.selective_scan_fn` (state-spaces/mamba) in Triton: out (batch, dim, L) [, last_state (batch, dim, N)]; `chunk` positions per block."
     check_scan_args(u, delta, A, B, C, D, z, delta_bias)
     out, last_state = SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk)
     return (out, last_state) if return_last_state else out

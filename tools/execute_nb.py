@@ -26,10 +26,11 @@ def execute(path, run_flags=(), timeout=900):
         if c.cell_type == 'code' and cell_flags(c.source) & skip:
             kept[i] = (c.source, copy.deepcopy(c.outputs), c.get('execution_count'))
             c.source = ''                      # skipped: nothing runs, its committed outputs come back below
-    NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}}).execute()
-    for i, (src, outs, count) in kept.items():
-        nb.cells[i].source, nb.cells[i].outputs, nb.cells[i].execution_count = src, outs, count
-    nbformat.write(nb, path)
+    try: NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}}).execute()
+    finally:                                   # on an error too: the outputs up to the failing cell are not lost
+        for i, (src, outs, count) in kept.items():
+            nb.cells[i].source, nb.cells[i].outputs, nb.cells[i].execution_count = src, outs, count
+        nbformat.write(nb, path)
     print(f"executed {path} ({len(kept)} cells skipped, outputs kept)")
 
 if __name__ == '__main__':
