@@ -9,10 +9,10 @@ __all__ = ['MIN_SIDE', 'MODELS', 'PRESET_MODELS', 'PRESETS', 'TRAIN_DEFAULTS', '
            'SPLIT_NAMES', 'DEMO_EPOCHS', 'BadInput', 'check_image', 'load_image', 'check_images', 'run_name',
            'fresh_path', 'markdown_table', 'pick_examples', 'plot_history', 'score_summary', 'write_report',
            'model_kind', 'model_module', 'model_config', 'build_model', 'inspect_checkpoint', 'load_model',
-           'checkpoint_kind', 'load_anomaly_model', 'checkpoint_size', 'check_size', 'RunState', 'resolve_device',
-           'anomaly_data', 'classification_data', 'train_model', 'evaluate_checkpoint', 'predict_files',
-           'classification_report', 'plot_confusion', 'evaluate_classifier', 'predict_classes', 'demo', 'parser',
-           'main']
+           'checkpoint_kind', 'load_anomaly_model', 'checkpoint_size', 'check_size', 'restore_optimizer', 'RunState',
+           'resolve_device', 'anomaly_data', 'classification_data', 'train_model', 'evaluate_checkpoint',
+           'predict_files', 'classification_report', 'plot_confusion', 'evaluate_classifier', 'predict_classes', 'demo',
+           'parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #6a4e7c30
 import argparse, datetime, json, math, os, sys, time
@@ -231,7 +231,9 @@ def inspect_checkpoint(path) -> dict:
     "The raw content of a checkpoint or resume state at `path`, with `kind` ('checkpoint'|'resume') and `name` (model)."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"no checkpoint at {path}: check the path, or train a model first (`ssm-defects train`).")
-    try: ckpt = torch.load(path, map_location='cpu', weights_only=False)
+    from ssm_defects.mambaad import read_checkpoint, UnsafeCheckpoint
+    try: ckpt = read_checkpoint(path)
+    except UnsafeCheckpoint: raise
     except Exception as e:
         raise BadInput(f"{path} is not a PyTorch checkpoint ({type(e).__name__}: {str(e)[:200]}); pass a .pth written by `ssm-defects train`.") from e
     if isinstance(ckpt, dict) and ckpt.get('kind') == RESUME_KIND: return dict(ckpt, kind='resume', name=_model_name(ckpt['model']))
@@ -285,6 +287,7 @@ def check_size(size) -> int:
 from fastai.callback.core import Callback
 from fastai.learner import Recorder
 from fastai.callback.progress import ProgressCallback
+from fastcore.foundation import L
 
 def _unwrap(model): return getattr(model, 'module', model)
 
@@ -294,6 +297,10 @@ def _broadcast_any_backend(self, t, rank):
     if torch.distributed.get_backend() == 'nccl': t = t.cuda()
     torch.distributed.broadcast(t, rank)
     return t.cpu().tolist()
+
+def restore_optimizer(opt, saved):
+    "Load an optimizer state saved as plain data: fastai's `Optimizer` keeps its `hypers` in an `L`, stored as a list."
+    opt.load_state_dict(dict(saved, hypers=L(saved['hypers'])) if 'hypers' in saved else saved)
 
 class RunState(Callback):
     "After each epoch: append losses/metrics to `history` and save the resume state to `path` (main process only)."
@@ -307,6 +314,7 @@ class RunState(Callback):
         if self.ck is not None and self.start > 0 and self.epoch == self.start:
             self.ck.best = self.restore_best; self.learn.add_cb(self.ck)
     def after_epoch(self):
+        from ssm_defects.mambaad import plain_data
         if self.epoch < self.start: return                                        # skipped by fit(start_epoch=...)
         names = self.recorder.metric_names[1:-1]                                  # without 'epoch' and 'time'
         row = dict(epoch=self.epoch, **{n: float(v) for n, v in zip(names, self.recorder.values[-1])})
@@ -318,6 +326,7 @@ class RunState(Callback):
         state = dict(kind=RESUME_KIND, model=f"{type(model).__module__}:{type(model).__qualname__}", config=model.config,
                      state_dict=model.state_dict(), opt=self.learn.opt.state_dict(), epoch=self.epoch,
                      history=self.history, args=self.args, best=None if ck is None else ck.best)
+        state = plain_data(state, 'resume state')               # read back with weights_only=True (chapter 11)
         atomic_write(self.path, lambda t: torch.save(state, t))
 
 # %% ../nbs/13_cli.ipynb #1323e3fd
@@ -423,7 +432,7 @@ def train_model(name='mambaad', data=None, categories=None, size=None, epochs=No
         learn = mod.memorymamba_learner(dls, model.to(device), cbs=[mod.DihedralAugment(), run_cb] + list(cbs or []))
         fit = lambda: learn.fit_one_cycle(args['epochs'], args['lr'] or d['lr'], start_epoch=start)
     if quiet: learn.remove_cb(ProgressCallback)
-    if state is not None: learn.create_opt(); learn.opt.load_state_dict(state['opt'])
+    if state is not None: learn.create_opt(); restore_optimizer(learn.opt, state['opt'])
     t0 = time.time()
     if distributed:
         from fastai.distributed import DistributedDL

@@ -9,8 +9,9 @@ __all__ = ['BACKBONES', 'REFERENCE_TAGS', 'DISTANCES', 'OFFLINE_DEFAULT', 'timm_
            'effnet_lite_state_dict', 'FeatureEncoder', 'calibrate_batchnorm', 'conv_bn_relu', 'Bottleneck', 'HalfFPN',
            'init_bottleneck', 'lss_layout', 'drop_path_rates', 'PatchExpandTo', 'patch_expand', 'MambaDecoder',
            'gaussian_blur', 'scale_distance', 'anomaly_maps_from', 'MambaAD', 'mambaad_loss', 'decay_groups',
-           'reference_lr', 'StepDecay', 'AnomalyMetrics', 'save_checkpoint', 'model_from_checkpoint', 'load_checkpoint',
-           'Checkpoint', 'predict', 'default_model', 'check_encoder', 'mambaad_learner', 'count_macs', 'evaluate']
+           'reference_lr', 'StepDecay', 'AnomalyMetrics', 'plain_data', 'UnsafeCheckpoint', 'read_checkpoint',
+           'convert_checkpoint', 'save_checkpoint', 'model_from_checkpoint', 'load_checkpoint', 'Checkpoint', 'predict',
+           'default_model', 'check_encoder', 'mambaad_learner', 'count_macs', 'evaluate']
 
 # %% ../nbs/11_mambaad.ipynb #b441e7f9
 import math, importlib, json, sys
@@ -395,9 +396,64 @@ class AnomalyMetrics(Callback):
         self.history.append(self.report); self.parts = []
 
 # %% ../nbs/11_mambaad.ipynb #ee703096
+import pickle, re
+from collections import OrderedDict
+from fastcore.foundation import L
+
+def plain_data(obj, where='checkpoint'):
+    """`obj` made of what `torch.load(weights_only=True)` rebuilds: plain `torch.Tensor`s, dict (OrderedDict, as in a
+    state dict), list, tuple, str, int, float, bool, None. fastcore's `L` becomes a list, numpy scalars Python
+    numbers, paths strings; anything else is a TypeError saying `where` it sits."""
+    if obj is None or type(obj) in (str, int, float, bool): return obj
+    if isinstance(obj, torch.Tensor): return obj if type(obj) is torch.Tensor else obj.detach().as_subclass(torch.Tensor)
+    if isinstance(obj, np.generic): return plain_data(obj.item(), where)
+    if isinstance(obj, dict):
+        items = {plain_data(k, where): plain_data(v, f"{where}[{k!r}]") for k, v in obj.items()}
+        if not isinstance(obj, OrderedDict): return items
+        out = OrderedDict(items); out.__dict__.update(plain_data(vars(obj), where))   # a state dict keeps its `_metadata`
+        return out
+    if isinstance(obj, tuple): return tuple(plain_data(v, f"{where}[{i}]") for i, v in enumerate(obj))
+    if isinstance(obj, (list, L)): return [plain_data(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, Path): return str(obj)
+    for kind in (bool, int, float, str):                   # subclasses (IntEnum, ...) → the plain type
+        if isinstance(obj, kind): return kind(obj)
+    raise TypeError(f"{where} is a {type(obj).__module__}.{type(obj).__qualname__}: a checkpoint holds only tensors "
+                    f"and plain data (dict, list, tuple, str, int, float, bool, None); convert it to one of those first.")
+
+class UnsafeCheckpoint(ValueError):
+    "A `.pth` holding more than tensors and plain data: refused by `read_checkpoint` without running any of it."
+
+def read_checkpoint(path, map_location='cpu'):
+    """The content of the checkpoint or resume state at `path`, unpickled with `weights_only=True`: tensors and plain
+    data only, so the file cannot run code. Anything else raises `UnsafeCheckpoint`, saying what to do."""
+    try: return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if 'Weights only load failed' not in str(e): raise
+        found = re.search(r'GLOBAL (\S+) was not', str(e)) or re.search(r'(Unsupported operand \S+)', str(e))
+        raise UnsafeCheckpoint(
+            f"{path} contains something other than tensors and plain data ({found.group(1) if found else 'see torch.load'}), "
+            f"so it was not loaded: unpickling it could run code hidden in it. Use a checkpoint written by ssm-defects; "
+            f"if you trust this file (e.g. written by an older ssm-defects), rewrite it once with "
+            f"`python -c \"from ssm_defects.mambaad import convert_checkpoint; convert_checkpoint('{path}', 'OUT.pth')\"` "
+            f"and use OUT.pth.") from None
+
+def convert_checkpoint(path, out) -> Path:
+    """Rewrite the TRUSTED checkpoint or resume state `path` (e.g. an older one with a fastcore `L` or numpy scalars
+    inside) as tensors and plain data at `out` (a new file, or `path` itself to convert in place: a resume state must
+    keep its `<run>-last.pth` name). It unpickles `path` with `weights_only=False`, which runs any code the file
+    holds: call it yourself, only on files you trust; nothing in ssm_defects calls it."""
+    path, out = Path(path), Path(out)
+    if not path.is_file(): raise FileNotFoundError(f"no checkpoint at {path}: check the path")
+    if out.exists() and out.resolve() != path.resolve():
+        raise FileExistsError(f"{out} exists: choose another output file (or pass the input itself to convert in place)")
+    ckpt = plain_data(torch.load(path, map_location='cpu', weights_only=False), path.name)
+    atomic_write(out, lambda tmp: torch.save(ckpt, tmp))
+    read_checkpoint(out)                                      # proves the new file loads safely
+    return out
+
 def save_checkpoint(model, path, metrics=None) -> Path:
-    "Write `model` (class, `config`, state dict) and `metrics` to `path` atomically."
-    ckpt = dict(model=_class_path(type(model)), config=model.config, state_dict=model.state_dict(), metrics=metrics)
+    "Write `model` (class, `config`, state dict) and `metrics` to `path` atomically, as tensors and plain data."
+    ckpt = plain_data(dict(model=_class_path(type(model)), config=model.config, state_dict=model.state_dict(), metrics=metrics))
     return atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
 
 def model_from_checkpoint(ckpt:dict) -> nn.Module:
@@ -410,7 +466,7 @@ def load_checkpoint(path, map_location='cpu'):
     "Rebuild the model saved by `save_checkpoint` (in eval mode); its saved metrics are in `model.checkpoint_metrics`."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"no checkpoint at {path}: train a model first or check the path")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    ckpt = read_checkpoint(path, map_location)
     if not isinstance(ckpt, dict) or 'config' not in ckpt:
         raise ValueError(f"{path} is not a checkpoint written by `save_checkpoint` (no model config inside)")
     model = model_from_checkpoint(ckpt)

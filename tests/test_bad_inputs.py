@@ -169,12 +169,12 @@ def test_interrupted_training_resumes_from_last_checkpoint(isolated, tiny_data):
     with pytest.raises(KeyboardInterrupt):
         train_model('mambaad', tiny_data, epochs=2, cbs=[Interrupt(0)], run='killed', **kw)
     last, best = isolated/'checkpoints'/'killed-last.pth', isolated/'checkpoints'/'killed.pth'
-    state = torch.load(last, weights_only=False)
+    state = torch.load(last, weights_only=True)
     assert state['epoch'] == 0 and len(state['history']) == 1 and best.is_file()
     out = train_model('mambaad', epochs=2, resume=last, **kw)
     assert out['checkpoint'] == best and [h['epoch'] for h in out['history']] == [0, 1]
     assert out['history'][0] == state['history'][0]                          # epoch 0 kept, not redone
-    assert torch.load(last, weights_only=False)['epoch'] == 1
+    assert torch.load(last, weights_only=True)['epoch'] == 1
     assert out['report'].is_file() and 'training.png' in out['report'].read_text()
 
 

@@ -101,7 +101,7 @@ def test_dataset_without_validation_never_selects_on_test(isolated, tmp_path):
     assert not set(valid) & set(train) and len(valid) + len(train) == 10                 # held out = not trained on
     assert dls.valid_source == '2 good training images held out, 1 painted with synthetic defects'
     out = train_model('mambaad', data, size=TINY['size'], epochs=2, bs=TINY['bs'], preset=TINY['preset'], quiet=True)
-    m = torch.load(out['checkpoint'], weights_only=False)['metrics']
+    m = torch.load(out["checkpoint"], weights_only=True)['metrics']
     assert m['selected_on'] == dls.valid_source and m['selected_by'] == 'mAD'
     md = out['report'].read_text()
     assert f"- **selected_on**: {dls.valid_source}" in md and '- **evaluated_on**: test split (4 images, 2 defective)' in md
@@ -141,7 +141,7 @@ def test_backbone_weights_file_and_ader_metrics(isolated, tiny_data, tmp_path, c
     assert main(['train', 'mambaad', '--data', str(tiny_data), '--size', str(TINY['size']), '--epochs', '1', '--bs', str(TINY['bs']),
                  '--preset', TINY['preset'], '--backbone', 'resnet18', '--weights', str(weights), '--metrics', 'ader']) == 0
     out = capsys.readouterr().out
-    ckpt = torch.load(_printed(out, 'checkpoint'), weights_only=False)
+    ckpt = torch.load(_printed(out, "checkpoint"), weights_only=True)
     assert ckpt['config']['backbone'] == 'resnet18' and ckpt['config']['weights'] == str(weights)
     md = open(_printed(out, 'report')).read()
     assert "- **metrics**: ader: " in md and f"- **weights**: {weights}" in md
