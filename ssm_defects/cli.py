@@ -438,6 +438,9 @@ def train_model(name='mambaad', data=None, categories=None, size=None, epochs=No
         from fastai.distributed import DistributedDL
         DistributedDL._broadcast = _broadcast_any_backend          # fastai 2.8 hard-codes .cuda() there (see above)
         with learn.distrib_ctx(sync_bn=device != 'cpu', cpu=device == 'cpu'): fit()
+        if torch.distributed.is_initialized():     # every rank leaves the group together: a rank exiting while another
+            torch.distributed.barrier()              # still holds gloo's connections can abort at interpreter exit
+            torch.distributed.destroy_process_group()
         if rank_distrib(): return dict(checkpoint=None, last=last, report=None, rank=rank_distrib())
     else: fit()
     if distributed or kind == 'classification':                    # no per-epoch selection: the last epoch is kept
