@@ -437,6 +437,7 @@ def read_checkpoint(path, map_location='cpu'):
             f"`python -c \"from ssm_defects.mambaad import convert_checkpoint; convert_checkpoint('{path}', 'OUT.pth')\"` "
             f"and use OUT.pth.") from None
 
+# %% ../nbs/11_mambaad.ipynb #3d695cef
 def convert_checkpoint(path, out) -> Path:
     """Rewrite the TRUSTED checkpoint or resume state `path` (e.g. an older one with a fastcore `L` or numpy scalars
     inside) as tensors and plain data at `out` (a new file, or `path` itself to convert in place: a resume state must
@@ -473,6 +474,7 @@ def load_checkpoint(path, map_location='cpu'):
     model.checkpoint_metrics = ckpt.get('metrics')
     return model.eval()
 
+# %% ../nbs/11_mambaad.ipynb #78daa8c9
 def _report_dict(report): return None if report is None else {k: {c: float(v) for c, v in row.items()} for k, row in report.to_dict('index').items()}
 
 class Checkpoint(Callback):

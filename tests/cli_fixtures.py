@@ -2,7 +2,9 @@
 import shutil
 from pathlib import Path
 import pytest
+from fastai.callback.core import Callback
 from ssm_defects.data import make_textures, mask_folder
+from ssm_defects.cli import RunState
 
 TINY = dict(size=64, epochs=1, bs=4, preset='small')
 
@@ -54,3 +56,11 @@ def trained(tmp_path_factory):
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v
     return dict(out, data=data, root=root)
+
+
+class Interrupt(Callback):
+    "Simulate a killed process right after epoch `at` has been saved."
+    order = RunState.order + 1
+    def __init__(self, at): self.at = at
+    def after_epoch(self):
+        if self.epoch == self.at: raise KeyboardInterrupt('simulated kill')

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 from fastai.callback.core import Callback
-from cli_fixtures import isolated, tiny_data, trained, copy_tiny, TINY
+from cli_fixtures import Interrupt, isolated, tiny_data, trained, copy_tiny, TINY
 from ssm_defects.cli import main, train_model, load_image, RunState
 
 
@@ -155,14 +155,6 @@ def test_resume_state_given_where_a_checkpoint_is_needed_and_vice_versa(trained,
 
 
 # --- interruption, nothing lost, determinism ---------------------------------------------------------------------
-
-class Interrupt(Callback):
-    "Simulate a killed process right after epoch `at` has been saved."
-    order = RunState.order + 1
-    def __init__(self, at): self.at = at
-    def after_epoch(self):
-        if self.epoch == self.at: raise KeyboardInterrupt('simulated kill')
-
 
 def test_interrupted_training_resumes_from_last_checkpoint(isolated, tiny_data):
     kw = dict(size=TINY['size'], bs=TINY['bs'], preset=TINY['preset'], quiet=True)

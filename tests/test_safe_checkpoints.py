@@ -7,7 +7,7 @@ import pytest
 import torch
 from fastai.callback.core import Callback
 from fastcore.foundation import L
-from cli_fixtures import isolated, tiny_data, trained, TINY
+from cli_fixtures import Interrupt, isolated, tiny_data, trained, TINY
 from ssm_defects.cli import main, train_model, RunState, RESUME_KIND
 from ssm_defects.mambaad import load_checkpoint, convert_checkpoint, read_checkpoint
 
@@ -19,14 +19,6 @@ class Payload:
     "Unpickling this creates the file `marker`: a stand-in for any code a .pth can carry."
     def __init__(self, marker): self.marker = marker
     def __reduce__(self): return (pathlib.Path.touch, (pathlib.Path(self.marker),))
-
-
-class Interrupt(Callback):
-    "Simulate a killed process right after epoch `at` has been saved."
-    order = RunState.order + 1
-    def __init__(self, at): self.at = at
-    def after_epoch(self):
-        if self.epoch == self.at: raise KeyboardInterrupt('simulated kill')
 
 
 class OptimizerAtStart(Callback):
