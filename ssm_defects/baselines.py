@@ -15,8 +15,9 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from fastai.learner import Learner
 from fastai.callback.core import Callback, CancelBatchException, CancelFitException
 from fastai.torch_core import trainable_params
-from .mambaad import FeatureEncoder, HalfFPN, MambaAD, DISTANCES, OFFLINE_DEFAULT, init_bottleneck, conv_bn_relu
-from .mambaad import gaussian_blur, calibrate_batchnorm, check_encoder, mambaad_learner, AnomalyMetrics, Checkpoint
+from .features import (FeatureEncoder, ReconstructionAD, OFFLINE_DEFAULT, init_bottleneck, conv_bn_relu,
+                                  gaussian_blur, calibrate_batchnorm, reconstruction_loss)
+from .training import AnomalyModel, AnomalyMetrics, Checkpoint, anomaly_learner, check_encoder
 from .settings import load_settings
 
 # %% ../nbs/11b_baselines.ipynb #605c6869
@@ -62,7 +63,7 @@ def coreset_indices(features: torch.Tensor, n: int, proj_dim: int = 128, seed: i
     return greedy_coreset(features, n, start=int(torch.randint(len(features), (1,), generator=g)))
 
 # %% ../nbs/11b_baselines.ipynb #a419c701
-class PatchKNN(nn.Module):
+class PatchKNN(AnomalyModel):
     """PatchCore-style detector (Roth et al., CVPR 2022): frozen `FeatureEncoder` → `patch_features` → distance to the
     nearest patch of a coreset-subsampled memory bank of normal training patches (§3.1–3.3).
 
@@ -91,11 +92,6 @@ class PatchKNN(nn.Module):
         self.memory = features[keep].to(self.memory)
         return self
 
-    @torch.no_grad()
-    def anomaly_maps(self, x, distance=None, sigma=None):
-        "Anomaly maps (B, H, W) and image scores (B,) for images (B, 3, H, W) in [0, 1]."
-        return self.maps_from(self(x), x.shape[-2:], distance, sigma)
-
     def maps_from(self, pred, size, distance=None, sigma=None):
         "Maps (B, H, W) and scores (B,) from `forward`'s patch features `pred` (B, D, h, w) for inputs of `size` (H, W)."
         if distance not in (None, 'euclidean'):
@@ -108,13 +104,6 @@ class PatchKNN(nn.Module):
         amap = F.interpolate(d, size=(H, W), mode='bilinear', align_corners=False)[:, 0]            # (B, H, W)
         amap = gaussian_blur(amap, 4 * max(H, W) / 256 if sigma is None else sigma)
         return amap, amap.flatten(1).max(1).values                                                   # (B, H, W), (B,)
-
-    @classmethod
-    def from_config(cls, config: dict):
-        "Rebuild from `model.config` with an empty bank and no weights fetched: load a state dict afterwards."
-        model = cls(**dict(config, pretrained=False, weights=None))
-        model.config, model.encoder.weights_source = dict(config), 'checkpoint'
-        return model
 
 def _resize_memory(module, state_dict, prefix, *args):
     "Load hook: give the `memory` buffer the shape of the incoming one, so banks of any size load."
@@ -173,28 +162,16 @@ class ConvDecoder(nn.Module):
             if s > 0: outs.insert(0, self.readouts[s - 1](x))
         return outs                               # [(B, dims[3], 8h, 8w), (B, dims[2], 4h, 4w), (B, dims[1], 2h, 2w)]
 
-class ConvDecoderAD(MambaAD):
-    """Reconstruction baseline in the manner of RD4AD (Deng & Li, CVPR 2022): MambaAD's frozen `FeatureEncoder` and
-    `HalfFPN` bottleneck with a `ConvDecoder` instead of the Mamba decoder. `forward`, `anomaly_maps`, `maps_from`,
-    loss and Learner are MambaAD's. Defaults: the offline encoder of `OFFLINE_DEFAULT`, depths (1, 2, 2, 2)."""
+class ConvDecoderAD(ReconstructionAD):
+    """Reconstruction baseline in the manner of RD4AD (Deng & Li, CVPR 2022): the frozen `FeatureEncoder` and `HalfFPN`
+    bottleneck of MambaAD with a `ConvDecoder` instead of the Mamba decoder; `forward`, maps and loss are those of every
+    `ReconstructionAD`. Defaults: the offline encoder of `OFFLINE_DEFAULT`, depths (1, 2, 2, 2)."""
     def __init__(self, backbone=OFFLINE_DEFAULT['backbone'], pretrained=OFFLINE_DEFAULT['pretrained'], weights=None,
                  depths=(1, 2, 2, 2), distance=OFFLINE_DEFAULT['distance']):
-        nn.Module.__init__(self)                  # not MambaAD's constructor: it would build a Mamba decoder
-        if distance not in DISTANCES: raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
+        super().__init__(backbone, pretrained, weights, distance)
         self.config = dict(backbone=backbone, pretrained=pretrained, weights=None if weights is None else str(weights),
                            depths=list(depths), distance=distance)
-        self.encoder = FeatureEncoder(backbone, pretrained, weights)
-        c1, c2, c3 = self.encoder.channels
-        self.bottleneck = init_bottleneck(HalfFPN((c1, c2, c3)))
-        self.decoder = init_bottleneck(ConvDecoder((2 * c3, c3, c2, c1), depths))
-        self.distance, self.feature_noise = distance, 0.
-
-    @classmethod
-    def from_config(cls, config: dict):
-        "Rebuild a model from `model.config` (pretrained weights are not fetched: load a state dict afterwards)."
-        model = cls(**dict(config, pretrained=False, weights=None))
-        model.config, model.encoder.weights_source = dict(config), 'checkpoint'
-        return model
+        self.decoder = init_bottleneck(ConvDecoder(self.decoder_widths, depths))
 
 # %% ../nbs/11b_baselines.ipynb #ff1d658c
 def _with_encoder_ready(model, dls):
@@ -224,5 +201,5 @@ def convdecoder_model(dls=None, **kwargs) -> ConvDecoderAD:
     return _with_encoder_ready(ConvDecoderAD(**kwargs), dls)
 
 def convdecoder_learner(dls, model=None, **kwargs) -> Learner:
-    "`mambaad_learner` (its loss, optimiser, learning-rate rule, clipping, schedule, metrics, checkpoint) for a `ConvDecoderAD`."
-    return mambaad_learner(dls, convdecoder_model(dls) if model is None else model, **kwargs)
+    "`anomaly_learner` with `reconstruction_loss` (MambaAD's optimiser, learning-rate rule, clipping, schedule) for a `ConvDecoderAD`."
+    return anomaly_learner(dls, convdecoder_model(dls) if model is None else model, reconstruction_loss, **kwargs)

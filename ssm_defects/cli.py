@@ -181,7 +181,7 @@ def model_module(name):
 def model_config(name, preset=None, backbone=None, weights=None) -> dict:
     """Constructor arguments of anomaly model `name`: for mambaad/pyramid `OFFLINE_DEFAULT` and `preset`'s architecture
     (default `TRAIN_DEFAULTS`); then `backbone` with its ImageNet weights, or `weights`, a state-dict file of the backbone."""
-    from ssm_defects.mambaad import OFFLINE_DEFAULT, BACKBONES
+    from ssm_defects.features import OFFLINE_DEFAULT, BACKBONES
     if name in PRESET_MODELS:
         preset = preset or TRAIN_DEFAULTS['anomaly']['preset']
         if preset not in PRESETS: raise BadInput(f"unknown preset {preset!r} for {name}; choose one of {list(PRESETS)}")
@@ -231,7 +231,7 @@ def inspect_checkpoint(path) -> dict:
     "The raw content of a checkpoint or resume state at `path`, with `kind` ('checkpoint'|'resume') and `name` (model)."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"no checkpoint at {path}: check the path, or train a model first (`ssm-defects train`).")
-    from ssm_defects.mambaad import read_checkpoint, UnsafeCheckpoint
+    from ssm_defects.training import read_checkpoint, UnsafeCheckpoint
     try: ckpt = read_checkpoint(path)
     except UnsafeCheckpoint: raise
     except Exception as e:
@@ -241,7 +241,7 @@ def inspect_checkpoint(path) -> dict:
         return dict(ckpt, kind='checkpoint', name=_model_name(ckpt['model']))
     keys = list(ckpt)[:5] if isinstance(ckpt, dict) else type(ckpt).__name__
     raise BadInput(f"{path} is not an ssm_defects checkpoint (found {keys}); a bare state dict cannot rebuild its model: "
-                   f"pass a .pth written by `ssm-defects train` (or `ssm_defects.mambaad.save_checkpoint`).")
+                   f"pass a .pth written by `ssm-defects train` (or `ssm_defects.training.save_checkpoint`).")
 
 def load_model(path, device='cpu', kind=None):
     """The model saved at `path`, in eval mode on `device`; `kind` ('anomaly' or 'classification') if the command
@@ -255,7 +255,7 @@ def load_model(path, device='cpu', kind=None):
         what = dict(anomaly='an anomaly detector', classification='a defect classifier').get(kind, 'a model of this package')
         raise BadInput(f"{path} holds a {info['model']} model, not {what}: this command needs a checkpoint of "
                        f"{[n for n, (_, k) in MODELS.items() if k == kind or kind is None]}.")
-    from ssm_defects.mambaad import load_checkpoint
+    from ssm_defects.training import load_checkpoint
     try: return load_checkpoint(path).to(device)
     except (TypeError, KeyError, RuntimeError) as e:    # config or weights that do not fit the class as installed
         raise BadInput(f"{path}: its {info['model']} model cannot be rebuilt from the saved config and weights "
@@ -314,7 +314,7 @@ class RunState(Callback):
         if self.ck is not None and self.start > 0 and self.epoch == self.start:
             self.ck.best = self.restore_best; self.learn.add_cb(self.ck)
     def after_epoch(self):
-        from ssm_defects.mambaad import plain_data
+        from ssm_defects.training import plain_data
         if self.epoch < self.start: return                                        # skipped by fit(start_epoch=...)
         names = self.recorder.metric_names[1:-1]                                  # without 'epoch' and 'time'
         row = dict(epoch=self.epoch, **{n: float(v) for n, v in zip(names, self.recorder.values[-1])})
@@ -418,7 +418,7 @@ def train_model(name='mambaad', data=None, categories=None, size=None, epochs=No
     mod = model_module(name)
     if state is None: model = build_model(name, dls, args['preset'], args['backbone'], args['weights'])
     else:
-        from ssm_defects.mambaad import model_from_checkpoint
+        from ssm_defects.training import model_from_checkpoint
         model = model_from_checkpoint(state)
     distributed = num_distrib() > 1
     start = 0 if state is None else state['epoch'] + 1
@@ -444,7 +444,7 @@ def train_model(name='mambaad', data=None, categories=None, size=None, epochs=No
         if rank_distrib(): return dict(checkpoint=None, last=last, report=None, rank=rank_distrib())
     else: fit()
     if distributed or kind == 'classification':                    # no per-epoch selection: the last epoch is kept
-        from ssm_defects.mambaad import save_checkpoint                # generic: class path, config, weights
+        from ssm_defects.training import save_checkpoint                # generic: class path, config, weights
         save_checkpoint(_unwrap(learn.model), best, dict(epoch=args['epochs'] - 1, size=args['size'], processes=max(num_distrib(), 1),
                                                          selected_by='last epoch', selected_on='none: the model after the last epoch is kept'))
     seconds = time.time() - t0
@@ -473,7 +473,7 @@ SPLIT_NAMES = dict(test='test split', validation='validation split',
 def _test_maps(model, root, categories, size, split='test', bs=8, device='cpu'):
     "Maps, scores and everything the report needs for every image of `split` ('heldout': `holdout_split`'s, unpainted)."
     from ssm_defects.data import anomaly_dataset, holdout_split
-    from ssm_defects.mambaad import predict
+    from ssm_defects.training import predict
     ds = anomaly_dataset(root, categories, 'train' if split == 'heldout' else split, size)
     if split == 'heldout': ds = holdout_split(ds, paint=False)[1]
     check_images([r['path'] for r in ds.records])
@@ -531,7 +531,7 @@ def _prediction_inputs(checkpoint, images, out, size, device, kind):
 def predict_files(checkpoint, images, out, size=None, device=None) -> Path:
     "Heat-map overlay PNG per image and `scores.json` in folder `out` (must not already hold a scores.json)."
     from ssm_defects.metrics import plot_anomaly_overlay
-    from ssm_defects.mambaad import predict
+    from ssm_defects.training import predict
     import matplotlib.pyplot as plt
     out, model, size, arrays, x = _prediction_inputs(checkpoint, images, out, size, device, 'anomaly')
     maps, scores = predict(model, x)

@@ -6,18 +6,16 @@ Docs: https://ssm-defects.github.io/ssm_defects/pyramid.html.md"""
 
 # %% auto #0
 __all__ = ['PAPER_LR', 'PAPER_WD', 'RECIPES', 'split_grid', 'merge_grid', 'max_levels', 'PyramidSS2D', 'use_pyramid_scan',
-           'css_module', 'PyramidMamba', 'paper_adam', 'pyramid_learner', 'EpochTimer']
+           'css_module', 'PyramidMamba', 'paper_adam', 'pyramid_learner']
 
 # %% ../nbs/12_pyramid.ipynb #f5bfec81
-import time
-from functools import partial
 import torch
-from torch import nn
-from fastai.callback.core import Callback
 from fastai.callback.training import GradientClip
 from fastai.optimizer import Adam
 from .blocks import SS2D, LSSModule, init_weights
-from .mambaad import MambaAD, OFFLINE_DEFAULT, StepDecay, mambaad_learner
+from .features import OFFLINE_DEFAULT
+from .training import StepDecay
+from .mambaad import MambaAD, mambaad_learner
 
 # %% ../nbs/12_pyramid.ipynb #1a8c7373
 def split_grid(x, n):
@@ -135,10 +133,3 @@ def pyramid_learner(dls, model=None, recipe='paper', lr=None, **kwargs):
         learn.remove_cbs(added)                                                # the paper names neither
     learn.recipe = recipe
     return learn
-
-class EpochTimer(Callback):
-    "Wall-clock and process CPU seconds of each epoch's training phase, in `self.wall_s` and `self.cpu_s`."
-    def before_fit(self): self.wall_s, self.cpu_s = [], []
-    def before_train(self): self.t0 = (time.perf_counter(), time.process_time())
-    def after_train(self):
-        self.wall_s.append(time.perf_counter() - self.t0[0]); self.cpu_s.append(time.process_time() - self.t0[1])

@@ -130,7 +130,7 @@ def test_float_image_refused(trained, tmp_path, capsys):
 def test_checkpoint_from_another_model(trained, tmp_path, capsys):
     "A classifier checkpoint given to export, and one whose config does not fit the installed class, get clear errors."
     from ssm_defects.memorymamba import MemoryMamba
-    from ssm_defects.mambaad import save_checkpoint
+    from ssm_defects.training import save_checkpoint
     classifier = save_checkpoint(MemoryMamba(6, 'tiny', classes=list('abcdef')), tmp_path/'memorymamba.pth', dict(size=64))
     fails_with(capsys, 'export', classifier, '--out', tmp_path/'m.onnx', contains='not an anomaly detector')
     fails_with(capsys, 'evaluate', classifier, '--data', trained['data'], contains="are not among the checkpoint's classes")

@@ -140,3 +140,51 @@ def test_holdout_needs_enough_good_training_images(mvtec):
     from ssm_defects.data import anomaly_dls
     with pytest.raises(ValueError, match="has 2 good training images: holding out 2 for validation would leave 0 .*at least 4"):
         anomaly_dls(mvtec, size=64)
+
+
+def test_visa_split_file_errors(visa):
+    "Every damage to VisA's split file names the row or column and the fix."
+    f = visa/VISA_SPLIT_FILE
+    with pytest.raises(ValueError, match="holds out training images"): VisADataset(visa, split='validation')
+    lines = f.read_text().splitlines()
+    i_anom = next(i for i, l in enumerate(lines) if ',anomaly,' in l)
+    f.write_text('\n'.join(lines[:i_anom] + [lines[i_anom].rsplit(',', 1)[0] + ','] + lines[i_anom+1:]))
+    with pytest.raises(FileNotFoundError, match="has no mask"): VisADataset(visa, split='test')
+    f.write_text('\n'.join(lines[:1] + [lines[1].replace('.JPG', '_gone.JPG')] + lines[2:]))
+    with pytest.raises(FileNotFoundError, match="does not exist: restore it or remove the row"): VisADataset(visa, split='train')
+    f.write_text('\n'.join(['obj,split,label,image,mask'] + lines[1:]))
+    with pytest.raises(ValueError, match="must have the columns object,split,label,image,mask"): VisADataset(visa)
+    f.unlink()
+    with pytest.raises(FileNotFoundError, match="prepare_data script"): VisADataset(visa)
+
+
+def test_class_folder_errors(classes, tmp_path):
+    "Every damage to a class-folder dataset names the folder and the fix."
+    with pytest.raises(FileNotFoundError, match="has no 'valid' split folder"): ClassFolderDataset(classes, 'valid')
+    png(classes/'test'/'hole'/'0.png')
+    with pytest.raises(ValueError, match="not in the classes"): ClassFolderDataset(classes, 'test')
+    shutil.rmtree(classes/'test'/'hole'); shutil.rmtree(classes/'test'/'dent')
+    with pytest.raises(FileNotFoundError, match="class folder"): ClassFolderDataset(classes, 'test')
+    for p in (classes/'train'/'crack').iterdir(): p.unlink()
+    with pytest.raises(FileNotFoundError, match="no .png"): ClassFolderDataset(classes, 'train')
+    with pytest.raises(FileNotFoundError, match=r"make_surface_defects\(\)"): ClassFolderDataset(tmp_path/'nowhere')
+
+
+def test_anomaly_dls_on_visa(tmp_path):
+    "VisA has no validation split: by default training images are held out (and half painted); a split asked for by name is used."
+    from ssm_defects.data import anomaly_dls, has_split
+    r = tmp_path/'visa'
+    rows = []
+    for i in range(10):
+        png(r/'pcb'/'Data'/'Images'/'Normal'/f'{i:04d}.JPG', value=100 + i)
+        rows.append(dict(object='pcb', split='train', label='normal', image=f'pcb/Data/Images/Normal/{i:04d}.JPG', mask=''))
+    png(r/'pcb'/'Data'/'Images'/'Normal'/'0100.JPG'); png(r/'pcb'/'Data'/'Images'/'Anomaly'/'000.JPG')
+    png(r/'pcb'/'Data'/'Masks'/'Anomaly'/'000.png', value=2)
+    rows += [dict(object='pcb', split='test', label='normal', image='pcb/Data/Images/Normal/0100.JPG', mask=''),
+             dict(object='pcb', split='test', label='anomaly', image='pcb/Data/Images/Anomaly/000.JPG', mask='pcb/Data/Masks/Anomaly/000.png')]
+    (r/'split_csv').mkdir()
+    with open(r/VISA_SPLIT_FILE, 'w', newline='') as f:
+        w = csv.DictWriter(f, VISA_COLUMNS); w.writeheader(); w.writerows(rows)
+    assert not has_split(r, 'validation')
+    assert len(anomaly_dls(r, size=16, bs=2, valid_split='test').valid.dataset) == 2
+    assert anomaly_dls(r, size=16, bs=2).valid_source == '2 good training images held out, 1 painted with synthetic defects'

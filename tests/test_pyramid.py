@@ -5,7 +5,8 @@ from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.optimizer import l2_reg, weight_decay
 from ssm_defects.blocks import SS2D
-from ssm_defects.mambaad import OFFLINE_DEFAULT, StepDecay
+from ssm_defects.features import OFFLINE_DEFAULT
+from ssm_defects.training import StepDecay
 from ssm_defects.pyramid import split_grid, merge_grid, max_levels, PyramidSS2D, PyramidMamba, pyramid_learner
 
 TINY = dict(backbone=OFFLINE_DEFAULT['backbone'], depths=(2, 2, 2, 2), d_state=2)   # random encoder: structure only

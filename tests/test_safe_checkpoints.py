@@ -9,7 +9,7 @@ from fastai.callback.core import Callback
 from fastcore.foundation import L
 from cli_fixtures import Interrupt, isolated, tiny_data, trained, TINY
 from ssm_defects.cli import main, train_model, RunState, RESUME_KIND
-from ssm_defects.mambaad import load_checkpoint, convert_checkpoint, read_checkpoint
+from ssm_defects.training import load_checkpoint, convert_checkpoint, read_checkpoint
 
 REFUSED = 'contains something other than tensors and plain data'
 PLAIN = (dict, list, tuple, str, int, float, bool, type(None), torch.Tensor)
