@@ -2,7 +2,7 @@
 
 batch 2, dim 256, N 16, L in {256, 1024, 4096}, float32, 2 threads; forward and forward+backward. Every measurement
 runs in a fresh subprocess so its peak memory (maximum resident set size) is its own. Writes
-kernels/results/scan_cpu.md (table, ratios, load average) and kernels/results/scan_cpu.csv (for the notebook's plot).
+kernels/results/scan_cpu.md (table, ratios, load average) and kernels/results/scan_cpu.csv (for the plot of nbs/appendix/scan_benchmarks.ipynb).
 
     python kernels/bench_scan.py                 # the full run (a few minutes)
     python kernels/bench_scan.py --lengths 256   # a quick one

@@ -121,7 +121,7 @@ def main():
              f'batch {a.batch}, {a.directions} directions (groups of B/C; u is (batch, {a.directions}·dim, L)), '
              f'N {a.d_state}, float32, D + delta_bias + softplus, z=None; median of {a.repeats} runs, '
              f'torch.cuda.synchronize() around each; Triton chunk {a.chunk or "default"}. '
-             '"triton via selective_scan" goes through the scan operator of chapter 02 '
+             '"triton via selective_scan" goes through the scan operator of chapter 02b '
              '(one extra forward in the backward).', '',
              '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     lines += ['| ' + ' | '.join(map(str, r)) + ' |' for r in rows]

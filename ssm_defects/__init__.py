@@ -1,3 +1,11 @@
+"""State space models from first principles to defect inspection: selective scans, MambaAD, Pyramid-Mamba and MemoryMamba in literate notebooks
+
+Modules:
+
+- `ssm_defects.features`: What every reconstruction detector of this project shares: a frozen ImageNet encoder run in its own network, the Half-FPN bottleneck, the distance maps between encoder and decoder features, and the training loss.
+- `ssm_defects.inspection`: From anomaly maps to what an inspection line acts on: an OK/NG threshold calibrated on validation images, defect masks and boxes, heat maps on one colour scale, and predictions streamed over folders of any size.
+- `ssm_defects.training`: The machinery under the three models: the interface an anomaly detector has, the optimiser and schedule, metrics during training, checkpoints that hold data and never code, prediction and evaluation."""
+
 __version__ = "0.1.0"
 
 import warnings as _warnings

@@ -62,6 +62,12 @@ def coreset_indices(features: torch.Tensor, n: int, proj_dim: int = 128, seed: i
         features = features @ psi.to(features)                                             # (N, proj_dim)
     return greedy_coreset(features, n, start=int(torch.randint(len(features), (1,), generator=g)))
 
+# %% ../nbs/11b_baselines.ipynb #a20a65ee
+def _resize_memory(module, state_dict, prefix, *args):
+    "Load hook: give the `memory` buffer the shape of the incoming one, so banks of any size load."
+    if prefix + 'memory' in state_dict:
+        module.memory = torch.empty_like(state_dict[prefix + 'memory'], device=module.memory.device)
+
 # %% ../nbs/11b_baselines.ipynb #a419c701
 class PatchKNN(AnomalyModel):
     """PatchCore-style detector (Roth et al., CVPR 2022): frozen `FeatureEncoder` → `patch_features` → distance to the
@@ -104,11 +110,6 @@ class PatchKNN(AnomalyModel):
         amap = F.interpolate(d, size=(H, W), mode='bilinear', align_corners=False)[:, 0]            # (B, H, W)
         amap = gaussian_blur(amap, 4 * max(H, W) / 256 if sigma is None else sigma)
         return amap, amap.flatten(1).max(1).values                                                   # (B, H, W), (B,)
-
-def _resize_memory(module, state_dict, prefix, *args):
-    "Load hook: give the `memory` buffer the shape of the incoming one, so banks of any size load."
-    if prefix + 'memory' in state_dict:
-        module.memory = torch.empty_like(state_dict[prefix + 'memory'], device=module.memory.device)
 
 # %% ../nbs/11b_baselines.ipynb #eaa36b6e
 def knn_loss(pred, *targets):

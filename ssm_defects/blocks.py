@@ -168,6 +168,7 @@ class PatchEmbed(nn.Module):
                              f"got {tuple(x.shape)}; resize or crop the image")
         return self.norm(self.proj(x).permute(0, 2, 3, 1))                          # (B, H/p, W/p, dim)
 
+# %% ../nbs/05_blocks.ipynb #a672820e
 class PatchMerging(nn.Module):
     "Channels-last 2× downsampling (Swin/VMamba): (B, H, W, dim) → 2×2 concat → LN(4·dim) → Linear → (B, H/2, W/2, 2·dim)."
     def __init__(self, dim):
@@ -182,6 +183,7 @@ class PatchMerging(nn.Module):
         x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)   # (B, H/2, W/2, 4C)
         return self.reduction(self.norm(x))
 
+# %% ../nbs/05_blocks.ipynb #c8f68c94
 class PatchExpand(nn.Module):
     "Channels-last 2× upsampling (MambaAD): Linear(dim → 2·dim, no bias) → 2×2 pixel shuffle → LN: (B, H, W, dim) → (B, 2H, 2W, dim/2)."
     def __init__(self, dim):

@@ -11,7 +11,7 @@ pytest.importorskip('onnxruntime')
 def test_onnx_maps_equal_pytorch_within_1e4_of_range(trained, tmp_path):
     assert main(['export', str(trained['checkpoint']), '--out', str(tmp_path/'m.onnx')]) == 0
     from ssm_defects.deploy import OnnxAnomalyModel, UnsmoothedMaps
-    from ssm_defects.mambaad import predict
+    from ssm_defects.training import predict
     model = load_anomaly_model(trained['checkpoint'])
     ds = anomaly_dataset(trained['data'], split='test', size=64)
     x = torch.stack([ds[i]['image'] for i in range(len(ds))])                  # (N, 3, 64, 64), N > 1: dynamic batch

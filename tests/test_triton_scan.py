@@ -1,4 +1,4 @@
-"How `ssm_defects.triton_scan` chooses interpreter or compiler at import, its errors, and the GPU benchmark's refusal to run without a GPU."
+"How `ssm_defects.triton_scan` chooses interpreter or compiler at import (whatever imported Triton first), its errors, and the GPU benchmark's refusal to run without a GPU."
 import os, subprocess, sys
 from pathlib import Path
 
@@ -20,6 +20,24 @@ def test_import_without_gpu_turns_the_interpreter_on():
     r = run_python("import os, ssm_defects.triton_scan as ts; print(os.environ['TRITON_INTERPRET'], ts.INTERPRETED)")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ['1', 'True']
+
+
+def test_importing_the_scan_module_leaves_triton_alone():
+    r = run_python("import os, ssm_defects.scan; print(os.environ.get('TRITON_INTERPRET', 'unset'))")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ['unset']
+
+
+@no_gpu
+def test_interpreter_works_when_triton_language_was_imported_first():
+    code = ("import triton.language as tl\n"
+            "import torch, ssm_defects.triton_scan as ts\n"
+            "assert ts.INTERPRETED and type(tl.sum).__name__ == 'InterpretedFunction'\n"
+            "u, dt, A, B, C = torch.randn(1, 2, 16), torch.rand(1, 2, 16), -torch.rand(2, 4), torch.randn(1, 4, 16), torch.randn(1, 4, 16)\n"
+            "from ssm_defects.scan import selective_scan_ref\n"
+            "torch.testing.assert_close(ts.selective_scan_triton(u, dt, A, B, C), selective_scan_ref(u, dt, A, B, C), rtol=1e-4, atol=1e-4)\n")
+    r = run_python(code)
+    assert r.returncode == 0, r.stderr
 
 
 @no_gpu
