@@ -16,7 +16,7 @@ if not torch.cuda.is_available(): os.environ.setdefault('TRITON_INTERPRET', '1')
 import triton
 import triton.language as tl
 from triton.runtime.jit import JITFunction
-from .scan import check_scan_args, register_backend
+from .scan_torch import check_scan_args
 
 # %% ../nbs/03_triton_scan.ipynb #61c9ca22
 INTERPRETED = os.environ.get('TRITON_INTERPRET', '0') not in ('', '0')
@@ -272,6 +272,3 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     check_scan_args(u, delta, A, B, C, D, z, delta_bias)
     out, last_state = SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk)
     return (out, last_state) if return_last_state else out
-
-# %% ../nbs/03_triton_scan.ipynb #7f7cbd26
-register_backend('triton', selective_scan_triton)
