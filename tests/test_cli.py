@@ -1,5 +1,5 @@
 "The `ssm-defects` console script: help for every command, and train → evaluate → predict → export on a tiny dataset."
-import importlib.util, json, os, shutil, subprocess, sys
+import csv, importlib.util, json, os, shutil, subprocess, sys
 import pytest
 from cli_fixtures import isolated, trained, tiny_data, copy_tiny, TINY
 from ssm_defects.cli import main, parser
@@ -35,13 +35,24 @@ def test_evaluate_command_writes_a_new_report(trained, isolated, capsys):
     assert path.startswith(str(isolated/'reports')) and 'brick' in open(path).read()
 
 
-def test_predict_command_writes_heatmaps_and_scores(trained, tmp_path):
-    imgs = sorted((trained['data']/'brick'/'test').rglob('*.png'))
-    assert main(['predict', str(trained['checkpoint']), *map(str, imgs), '--out', str(tmp_path/'pred')]) == 0
-    doc = json.loads((tmp_path/'pred'/'scores.json').read_text())
-    assert doc['input_size'] == TINY['size'] and len(doc['images']) == len(imgs)
-    assert all((tmp_path/'pred'/r['heatmap']).is_file() for r in doc['images'])
-    assert len({r['heatmap'] for r in doc['images']}) == len(imgs)            # same file names in different folders kept apart
+def test_predict_command_writes_decisions(trained, tmp_path):
+    "A calibrated decision travels in the checkpoint; `predict` on a folder gives OK/NG per image in a CSV, masks for NG."
+    from ssm_defects.training import load_checkpoint
+    decision = load_checkpoint(trained['checkpoint']).checkpoint_metrics['decision']
+    assert decision['image_threshold'] > 0 and decision['calibrated_on']
+    folder = trained['data']/'brick'/'test'
+    assert main(['predict', str(trained['checkpoint']), str(folder), '--out', str(tmp_path/'pred')]) == 0
+    doc = json.loads((tmp_path/'pred'/'predictions.json').read_text())
+    n = len(sorted(folder.rglob('*.png')))
+    assert doc['size'] == TINY['size'] and doc['threshold'] == decision['image_threshold'] and doc['counts']['images'] == n
+    rows = list(csv.DictReader(open(tmp_path/'pred'/'predictions.csv')))
+    assert len(rows) == n and {r['label'] for r in rows} <= {'OK', 'NG'}
+    assert all((float(r['score']) >= doc['threshold']) == (r['label'] == 'NG') for r in rows)
+    assert all((tmp_path/'pred'/r['heatmap']).is_file() for r in rows)
+    assert all((tmp_path/'pred'/r['mask']).is_file() for r in rows if r['label'] == 'NG' and r['mask'])
+    # --threshold overrides the stored one: above every score, every image is OK
+    assert main(['predict', str(trained['checkpoint']), str(folder), '--out', str(tmp_path/'all_ok'), '--threshold', '1e9']) == 0
+    assert {r['label'] for r in csv.DictReader(open(tmp_path/'all_ok'/'predictions.csv'))} == {'OK'}
 
 
 @pytest.mark.slow
@@ -122,6 +133,9 @@ def test_good_images_only_dataset_trains_writes_checkpoint_and_report(isolated, 
     where = 'test split' if test_split != 'absent' else 'held-out good training images, unpainted'
     assert f'- **evaluated_on**: {where} (2 images, 0 defective)' in md
     assert '- **selected_on**: 2 good training images held out, 1 painted with synthetic defects' in md
+    from ssm_defects.training import load_checkpoint
+    decision = load_checkpoint(ckpt).checkpoint_metrics['decision']      # calibrated on the held-out images, one painted
+    assert (decision['n_good'], decision['n_defective']) == (1, 1) and decision['calibrated_on'].startswith('2 good training images')
 
 
 # --- presets, encoders, metrics, model names -----------------------------------------------------------------------
