@@ -700,7 +700,8 @@ def predict_files(checkpoint, images, out, size=None, device=None) -> Path:
 def predict_decisions(checkpoint, inputs, out, size=None, device=None, threshold=None, bs=8) -> Path:
     """OK/NG per image of `inputs` (files, folders, globs) at the checkpoint's decision (or `threshold`) with
     `ssm_defects.inspection.predict_to_folder`: predictions.csv/.json, heat maps, masks of NG images in `out`."""
-    from ssm_defects.inspection import predict_to_folder, stored_decision
+    from ssm_defects.inspection import predict_to_folder, stored_decision, image_paths
+    check_images(image_paths(inputs)[0])                 # too small or unreadable: a clear error before any work
     model = load_anomaly_model(checkpoint, resolve_device(device))
     if 'decision' not in (getattr(model, 'checkpoint_metrics', None) or {}):
         if threshold is not None: raise BadInput(f"{checkpoint} has no calibrated decision, so --threshold has no score scale to apply to: retrain it.")

@@ -100,7 +100,7 @@ def test_non_rgb_images_predict_like_their_rgb_version(trained, tmp_path):
     assert Image.open(files['gray16']).mode == 'I;16'
     for f in files.values(): np.testing.assert_array_equal(load_image(f), rgb)       # all become the same RGB image
     assert main(['predict', str(trained['checkpoint']), *map(str, files.values()), '--out', str(tmp_path/'out')]) == 0
-    scores = [r['score'] for r in json.loads((tmp_path/'out'/'scores.json').read_text())['images']]
+    scores = [r['score'] for r in json.loads((tmp_path/'out'/'predictions.json').read_text())['records']]
     np.testing.assert_allclose(scores, scores[0], rtol=1e-5)
 
 
@@ -184,9 +184,9 @@ def test_same_seed_same_metrics_and_no_checkpoint_or_report_lost(isolated, tiny_
 def test_outputs_are_never_overwritten(trained, tmp_path, capsys):
     img = trained['data']/'brick'/'test'/'good'/'000.png'
     assert main(['predict', str(trained['checkpoint']), str(img), '--out', str(tmp_path/'out')]) == 0
-    before = (tmp_path/'out'/'scores.json').read_text()
-    fails_with(capsys, 'predict', trained['checkpoint'], img, '--out', tmp_path/'out', contains='exists: choose another --out')
-    assert (tmp_path/'out'/'scores.json').read_text() == before
+    before = (tmp_path/'out'/'predictions.json').read_text()
+    fails_with(capsys, 'predict', trained['checkpoint'], img, '--out', tmp_path/'out', contains='exists: choose another')
+    assert (tmp_path/'out'/'predictions.json').read_text() == before
     (tmp_path/'m.onnx').write_text('earlier export')
     fails_with(capsys, 'export', trained['checkpoint'], '--out', tmp_path/'m.onnx', contains='exists')
     assert (tmp_path/'m.onnx').read_text() == 'earlier export'
