@@ -16,7 +16,7 @@ from fastai.learner import Learner
 from fastai.callback.core import Callback, CancelBatchException, CancelFitException
 from fastai.torch_core import trainable_params
 from .features import (FeatureEncoder, ReconstructionAD, OFFLINE_DEFAULT, init_bottleneck, conv_bn_relu,
-                                  gaussian_blur, calibrate_batchnorm, reconstruction_loss)
+                                  gaussian_blur, encoder_ready, reconstruction_loss)
 from .training import AnomalyModel, AnomalyMetrics, Checkpoint, anomaly_learner, check_encoder
 from .settings import load_settings
 
@@ -175,16 +175,9 @@ class ConvDecoderAD(ReconstructionAD):
         self.decoder = init_bottleneck(ConvDecoder(self.decoder_widths, depths))
 
 # %% ../nbs/11b_baselines.ipynb #ff1d658c
-def _with_encoder_ready(model, dls):
-    "Calibrate the BatchNorm of a random encoder on `dls.train` (as `default_model`); pretrained encoders are left alone."
-    if not model.config['pretrained'] and model.config['weights'] is None:
-        if dls is None: raise ValueError("a random-weight encoder needs `dls` to calibrate its BatchNorm on the training images")
-        calibrate_batchnorm(model.encoder, dls.train)
-    return model
-
 def knn_model(dls=None, **kwargs) -> PatchKNN:
     "`PatchKNN(**kwargs)` (default: the offline encoder); a random encoder gets its BatchNorm calibrated on `dls.train`."
-    return _with_encoder_ready(PatchKNN(**kwargs), dls)
+    return encoder_ready(PatchKNN(**kwargs), dls)
 
 def knn_learner(dls, model=None, lr=None, checkpoint=None, metrics=True, cbs=None, **kwargs) -> Learner:
     """fastai Learner that fills a `PatchKNN`'s memory bank: `fit(n)` = one pass over the training images (`FillMemory`)
@@ -199,7 +192,7 @@ def knn_learner(dls, model=None, lr=None, checkpoint=None, metrics=True, cbs=Non
 
 def convdecoder_model(dls=None, **kwargs) -> ConvDecoderAD:
     "`ConvDecoderAD(**kwargs)` (default: the offline encoder); a random encoder gets its BatchNorm calibrated on `dls.train`."
-    return _with_encoder_ready(ConvDecoderAD(**kwargs), dls)
+    return encoder_ready(ConvDecoderAD(**kwargs), dls)
 
 def convdecoder_learner(dls, model=None, **kwargs) -> Learner:
     "`anomaly_learner` with `reconstruction_loss` (MambaAD's optimiser, learning-rate rule, clipping, schedule) for a `ConvDecoderAD`."

@@ -231,12 +231,12 @@ def calibrate_checkpoint(path, dls, max_false_reject=None, device='cpu') -> dict
     and store it in the checkpoint as `decision`; validation without defects uses `DEFAULT_FALSE_REJECT`. When no
     decision can be calibrated (maps that single out nothing, e.g. after too little training) the checkpoint keeps none,
     says why in `decision_error`, and `predict` gives raw scores."""
-    from ssm_defects.inspection import calibrate_on
-    from ssm_defects.training import save_checkpoint
+    from ssm_defects.inspection import calibrate
+    from ssm_defects.training import save_checkpoint, collect_maps
     model = load_anomaly_model(path, device)
-    budget = max_false_reject
-    if budget is None and not any(int(b[2].sum()) for b in dls.valid): budget = DEFAULT_FALSE_REJECT   # b[2]: labels
-    try: found = dict(decision=dict(calibrate_on(model, dls.valid, budget), calibrated_on=getattr(dls, 'valid_source', None)))
+    maps, scores, masks, labels, _ = collect_maps(model, dls.valid)                 # one pass over the validation images
+    budget = DEFAULT_FALSE_REJECT if max_false_reject is None and not labels.any() else max_false_reject
+    try: found = dict(decision=dict(calibrate(scores, labels, maps, masks, budget), calibrated_on=getattr(dls, 'valid_source', None)))
     except ValueError as e:
         found = dict(decision_error=str(e)); print(f"no OK/NG decision calibrated: {e}", file=sys.stderr)
     save_checkpoint(model, path, dict(model.checkpoint_metrics or {}, **found))

@@ -7,9 +7,9 @@ Docs: https://ssm-defects.github.io/ssm_defects/features.html.md"""
 
 # %% auto #0
 __all__ = ['BACKBONES', 'REFERENCE_TAGS', 'OFFLINE_DEFAULT', 'DISTANCES', 'timm_name', 'effnet_lite_weights_file',
-           'effnet_lite_state_dict', 'FeatureEncoder', 'calibrate_batchnorm', 'conv_bn_relu', 'Bottleneck', 'HalfFPN',
-           'init_bottleneck', 'gaussian_blur', 'scale_distance', 'anomaly_maps_from', 'reconstruction_loss',
-           'ReconstructionAD']
+           'effnet_lite_state_dict', 'FeatureEncoder', 'calibrate_batchnorm', 'encoder_ready', 'conv_bn_relu',
+           'Bottleneck', 'HalfFPN', 'init_bottleneck', 'gaussian_blur', 'scale_distance', 'anomaly_maps_from',
+           'reconstruction_loss', 'ReconstructionAD']
 
 # %% ../nbs/10b_features.ipynb #0d107270
 import importlib
@@ -127,6 +127,14 @@ def calibrate_batchnorm(encoder: FeatureEncoder, batches, max_batches=None) -> F
         for m, mom in zip(bns, saved): m.momentum = mom; m.training = False
     encoder.weights_source = f"{encoder.weights_source}, BatchNorm calibrated on {n} batches"
     return encoder
+
+# %% ../nbs/10b_features.ipynb #490569b5
+def encoder_ready(model, dls=None):
+    "`model` with its random encoder's BatchNorm calibrated on `dls.train` (pretrained or loaded encoders are left alone)."
+    if not model.config.get('pretrained') and model.config.get('weights') is None:
+        if dls is None: raise ValueError("a random-weight encoder needs `dls` to calibrate its BatchNorm on the training images")
+        calibrate_batchnorm(model.encoder, dls.train)
+    return model
 
 # %% ../nbs/10b_features.ipynb #52aa5b77
 OFFLINE_DEFAULT = dict(backbone='tf_efficientnet_lite0', pretrained=True, distance='cosine')

@@ -23,6 +23,7 @@ from fastprogress.fastprogress import progress_bar
 from .settings import atomic_write
 from .data import read_image, image_tensor, image_header
 from .metrics import EIGHT_CONNECTED, _labels_and_scores, _maps_and_masks, _scores, _sorted_negatives, _sweep
+from .training import collect_maps
 
 # %% ../nbs/12b_inspection.ipynb #021dc808
 def f1max_threshold(pos, neg_sorted) -> tuple:
@@ -283,14 +284,9 @@ def per_image_table(paths, categories, labels, scores, decision, threshold=None)
     return df.sort_values(['correct', 'margin'], kind='stable').reset_index(drop=True)
 
 # %% ../nbs/12b_inspection.ipynb #32588260
-@torch.no_grad()
 def calibrate_on(model, dl, max_false_reject=None) -> dict:
     "`calibrate` on `model`'s maps and scores over the validation loader `dl` (batches (image, mask, label, category index))."
-    parts, device = [], next(model.parameters(), torch.zeros(0)).device
-    for x, mask, label, _ in dl:
-        maps, scores = model.anomaly_maps(x.to(device))                          # (B, H, W), (B,)
-        parts.append((maps.cpu(), scores.cpu(), mask.reshape(maps.shape).cpu() > 0.5, label.cpu()))
-    maps, scores, masks, labels = [torch.cat(t) for t in zip(*parts)]
+    maps, scores, masks, labels, _ = collect_maps(model, dl)
     return calibrate(scores, labels, maps, masks, max_false_reject)
 
 def stored_decision(model) -> dict:

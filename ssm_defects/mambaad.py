@@ -12,7 +12,7 @@ __all__ = ['lss_layout', 'drop_path_rates', 'PatchExpandTo', 'patch_expand', 'Ma
 import numpy as np
 import torch, torch.nn as nn
 from .blocks import LSSModule, PatchExpand, init_weights
-from .features import ReconstructionAD, OFFLINE_DEFAULT, calibrate_batchnorm, reconstruction_loss
+from .features import ReconstructionAD, OFFLINE_DEFAULT, encoder_ready, reconstruction_loss
 from .training import anomaly_learner, class_path
 
 # %% ../nbs/11_mambaad.ipynb #17ef70ce
@@ -91,12 +91,7 @@ class MambaAD(ReconstructionAD):
 # %% ../nbs/11_mambaad.ipynb #a5d9369d
 def default_model(dls=None, **kwargs) -> MambaAD:
     "`MambaAD(**OFFLINE_DEFAULT, **kwargs)`; a random encoder gets its BatchNorm calibrated on `dls.train`."
-    cfg = OFFLINE_DEFAULT | kwargs
-    model = MambaAD(**cfg)
-    if not cfg.get('pretrained') and cfg.get('weights') is None:
-        if dls is None: raise ValueError("a random-weight encoder needs `dls` to calibrate its BatchNorm on the training images")
-        calibrate_batchnorm(model.encoder, dls.train)
-    return model
+    return encoder_ready(MambaAD(**(OFFLINE_DEFAULT | kwargs)), dls)
 
 def mambaad_learner(dls, model=None, **kwargs):
     """`anomaly_learner` for MambaAD-style models with `reconstruction_loss`; `model` defaults to `default_model(dls)`.

@@ -8,8 +8,8 @@ Docs: https://ssm-defects.github.io/ssm_defects/training.html.md"""
 # %% auto #0
 __all__ = ['class_path', 'class_from_path', 'AnomalyModel', 'decay_groups', 'reference_lr', 'StepDecay', 'AnomalyMetrics',
            'plain_data', 'UnsafeCheckpoint', 'read_checkpoint', 'convert_checkpoint', 'save_checkpoint',
-           'model_from_checkpoint', 'load_checkpoint', 'Checkpoint', 'predict', 'evaluate', 'check_encoder',
-           'anomaly_learner', 'count_macs']
+           'model_from_checkpoint', 'load_checkpoint', 'Checkpoint', 'predict', 'collect_maps', 'evaluate',
+           'check_encoder', 'anomaly_learner', 'count_macs']
 
 # %% ../nbs/09b_training.ipynb #01304d50
 import importlib, math, pickle, re, sys
@@ -251,16 +251,21 @@ def predict(model, images, size=None, bs=8):
 
 # %% ../nbs/09b_training.ipynb #c29152fc
 @torch.no_grad()
+def collect_maps(model, dl, distance=None) -> tuple:
+    """`model`'s maps (N, H, W) and scores (N,) over `dl` (batches (image, mask, label, category index)), with the masks
+    (N, H, W) bool, labels (N,) and category indices (N,), all on the CPU."""
+    parts, device = [], next(model.parameters(), torch.zeros(0)).device
+    for x, mask, label, cat in dl:
+        maps, scores = model.anomaly_maps(x.to(device), distance)                 # (B, H, W), (B,)
+        parts.append((maps.cpu(), scores.cpu(), mask.reshape(maps.shape).cpu() > 0.5, label.cpu(), cat.cpu()))
+    return tuple(torch.cat(t) for t in zip(*parts))
+
 def evaluate(model, dl, distance=None, categories=None, **pixel_kwargs):
     "Per-category + mean `anomaly_report` of `model` on `dl` (batches (image, mask, label, category index))."
-    parts = []
-    for x, mask, label, cat in dl:
-        maps, scores = model.anomaly_maps(x, distance)
-        parts.append((maps.cpu(), scores.cpu(), mask.reshape(maps.shape).cpu(), label.cpu(), cat.cpu()))
-    maps, scores, masks, labels, cats = [torch.cat(t) for t in zip(*parts)]
+    maps, scores, masks, labels, cats = collect_maps(model, dl, distance)
     names = categories or getattr(dl, 'categories', None) or getattr(getattr(dl, 'dataset', None), 'categories', None)
     cats = [names[i] for i in cats.tolist()] if names else [str(i) for i in cats.tolist()]
-    return anomaly_report(cats, labels.numpy(), scores.numpy(), masks.numpy() > 0.5, maps.numpy(), **pixel_kwargs)
+    return anomaly_report(cats, labels.numpy(), scores.numpy(), masks.numpy(), maps.numpy(), **pixel_kwargs)
 
 # %% ../nbs/09b_training.ipynb #af7f9ae2
 def check_encoder(model):
