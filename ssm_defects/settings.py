@@ -18,15 +18,23 @@ PATH_KEYS = ('data_root', 'checkpoint_dir', 'report_dir')
 ENV_FILE = 'SSM_DEFECTS_SETTINGS'
 
 # %% ../nbs/09_settings.ipynb #941181b5
+def _is_ours(path) -> bool:
+    "Does the ini file at `path` have an [ssm_defects] section? (Other tools, e.g. nbdev 2, use the name settings.ini too.)"
+    cp = configparser.ConfigParser()
+    try: cp.read(path)
+    except configparser.Error: return True          # ours or not, it is broken: `load_settings` says so
+    return cp.has_section('ssm_defects')
+
 def find_settings_file(start=None) -> Path|None:
-    "The settings file in force: `$SSM_DEFECTS_SETTINGS`, else the nearest `settings.ini` up from `start` (or cwd)."
+    """The settings file in force: `$SSM_DEFECTS_SETTINGS`, else the nearest `settings.ini` with an [ssm_defects]
+    section up from `start` (or cwd)."""
     if os.environ.get(ENV_FILE):
         p = Path(os.environ[ENV_FILE]).expanduser()
         if not p.is_file(): raise FileNotFoundError(f"${ENV_FILE} names {p}, which is not a file: fix the path or unset the variable.")
         return p.resolve()
     d = Path(start or Path.cwd()).resolve()
     for folder in [d, *d.parents]:
-        if (folder/'settings.ini').is_file(): return folder/'settings.ini'
+        if (folder/'settings.ini').is_file() and _is_ours(folder/'settings.ini'): return folder/'settings.ini'
     return None
 
 # %% ../nbs/09_settings.ipynb #2c08843e
@@ -56,6 +64,9 @@ def load_settings(start=None) -> Settings:
     return s
 
 # %% ../nbs/09_settings.ipynb #db50720c
+def _umask() -> int:
+    mask = os.umask(0); os.umask(mask); return mask
+
 def atomic_write(path, write):
     "Call `write(tmp_path)` then atomically move the temporary file to `path`; on error the old `path` is untouched."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,6 +74,7 @@ def atomic_write(path, write):
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())              # mkstemp's file is owner-only: give it a new file's mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
