@@ -15,6 +15,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from fastai.learner import Learner
 from fastai.callback.core import Callback, CancelBatchException, CancelFitException
 from fastai.torch_core import trainable_params
+from fastcore.basics import patch
 from .features import (FeatureEncoder, ReconstructionAD, OFFLINE_DEFAULT, init_bottleneck, conv_bn_relu,
                                   gaussian_blur, encoder_ready, reconstruction_loss)
 from .training import AnomalyModel, AnomalyMetrics, Checkpoint, anomaly_learner, check_encoder
@@ -98,18 +99,20 @@ class PatchKNN(AnomalyModel):
         self.memory = features[keep].to(self.memory)
         return self
 
-    def maps_from(self, pred, size, distance=None, sigma=None):
-        "Maps (B, H, W) and scores (B,) from `forward`'s patch features `pred` (B, D, h, w) for inputs of `size` (H, W)."
-        if distance not in (None, 'euclidean'):
-            raise ValueError(f"PatchKNN measures Euclidean nearest-neighbour distances; distance={distance!r} is a reconstruction model's option")
-        if len(self.memory) == 0:
-            raise RuntimeError("PatchKNN's memory bank is empty: fill it from the training images first, "
-                               "`knn_learner(dls, model).fit(1)` (or `model.fill_memory(features)`)")
-        (B, D, h, w), (H, W) = pred.shape, size
-        d = nearest_distance(pred.permute(0, 2, 3, 1).reshape(-1, D), self.memory).view(B, 1, h, w)   # (B, 1, h, w)
-        amap = F.interpolate(d, size=(H, W), mode='bilinear', align_corners=False)[:, 0]            # (B, H, W)
-        amap = gaussian_blur(amap, 4 * max(H, W) / 256 if sigma is None else sigma)
-        return amap, amap.flatten(1).max(1).values                                                   # (B, H, W), (B,)
+# %% ../nbs/11b_baselines.ipynb #968839c9
+@patch
+def maps_from(self: PatchKNN, pred, size, distance=None, sigma=None):
+    "Maps (B, H, W) and scores (B,) from `forward`'s patch features `pred` (B, D, h, w) for inputs of `size` (H, W)."
+    if distance not in (None, 'euclidean'):
+        raise ValueError(f"PatchKNN measures Euclidean nearest-neighbour distances; distance={distance!r} is a reconstruction model's option")
+    if len(self.memory) == 0:
+        raise RuntimeError("PatchKNN's memory bank is empty: fill it from the training images first, "
+                           "`knn_learner(dls, model).fit(1)` (or `model.fill_memory(features)`)")
+    (B, D, h, w), (H, W) = pred.shape, size
+    d = nearest_distance(pred.permute(0, 2, 3, 1).reshape(-1, D), self.memory).view(B, 1, h, w)   # (B, 1, h, w)
+    amap = F.interpolate(d, size=(H, W), mode='bilinear', align_corners=False)[:, 0]            # (B, H, W)
+    amap = gaussian_blur(amap, 4 * max(H, W) / 256 if sigma is None else sigma)
+    return amap, amap.flatten(1).max(1).values                                                   # (B, H, W), (B,)
 
 # %% ../nbs/11b_baselines.ipynb #eaa36b6e
 def knn_loss(pred, *targets):
@@ -163,6 +166,7 @@ class ConvDecoder(nn.Module):
             if s > 0: outs.insert(0, self.readouts[s - 1](x))
         return outs                               # [(B, dims[3], 8h, 8w), (B, dims[2], 4h, 4w), (B, dims[1], 2h, 2w)]
 
+# %% ../nbs/11b_baselines.ipynb #2f9da7f7
 class ConvDecoderAD(ReconstructionAD):
     """Reconstruction baseline in the manner of RD4AD (Deng & Li, CVPR 2022): the frozen `FeatureEncoder` and `HalfFPN`
     bottleneck of MambaAD with a `ConvDecoder` instead of the Mamba decoder; `forward`, maps and loss are those of every

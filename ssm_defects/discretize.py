@@ -38,6 +38,7 @@ def bilinear(A, B, delta):
     M = I - d / 2 * A
     return torch.linalg.solve(M, I + d / 2 * A), torch.linalg.solve(M, d[..., 0] * B)
 
+# %% ../nbs/01_discretize.ipynb #b927e4d1
 def zoh(A, B, delta):
     "Zero-order hold (MambaAD eq 2): Ab = exp(delta A), Bb = (delta A)^-1 (exp(delta A) - I) delta B, via the block exponential."
     d = _prepare(A, B, delta)

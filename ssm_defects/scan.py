@@ -189,6 +189,7 @@ def _core_backward_impl(gout: torch.Tensor, glast: torch.Tensor, u: torch.Tensor
 def _core_backward_fake(gout, glast, u, delta, A, B, C, D, z, delta_bias, ckpt, delta_softplus, backend):
     return tuple(u.new_empty(0) if t is None else t.new_empty(t.shape) for t in (u, delta, A, B, C, D, z, delta_bias))
 
+# %% ../nbs/02b_scan_engineering.ipynb #9944ecfb
 def _function_backward(ctx, gout, glast):
     inputs = [None if t is None else t.detach().requires_grad_() for t in ctx.saved_tensors[:8]]
     with torch.enable_grad():

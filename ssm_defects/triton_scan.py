@@ -6,8 +6,9 @@ Docs: https://ssm-defects.github.io/ssm_defects/triton_scan.html.md"""
 
 # %% auto #0
 __all__ = ['INTERPRETED', 'DEFAULT_CHUNK', 'interpret_triton_language', 'first_order_op', 'softplus_tl', 'load_delta',
-           'load_chunk', 'chunk_states', 'selective_scan_fwd_kernel', 'selective_scan_fwd', 'selective_scan_bwd_kernel',
-           'selective_scan_bwd', 'SelectiveScanTriton', 'selective_scan_triton']
+           'program_channel', 'load_chunk', 'chunk_states', 'selective_scan_fwd_kernel', 'selective_scan_fwd',
+           'chunk_state_grads', 'gate_backward', 'local_grads', 'selective_scan_bwd_kernel', 'selective_scan_bwd',
+           'SelectiveScanTriton', 'selective_scan_triton']
 
 # %% ../nbs/03_triton_scan.ipynb #299b1fb6
 import os, sys
@@ -55,6 +56,19 @@ def load_delta(delta_ptr, bias_ptr, d, row, t, t_mask, HAS_BIAS: tl.constexpr, S
         dt = softplus_tl(raw)
     return raw, tl.where(t_mask, dt, 0.0)
 
+# %% ../nbs/03_triton_scan.ipynb #6603022c
+@triton.jit
+def program_channel(A_ptr, B_ptr, C_ptr, N, channels_per_group, sB_b, sB_g, sB_n, sC_b, sC_g, sC_n,
+                    N_BLOCK: tl.constexpr):
+    "This program's batch item b, channel d and group g, states n (N,) and their mask, A (N,), and the (N, 1) pointers of B, C."
+    b, d = tl.program_id(0), tl.program_id(1)
+    g = d // channels_per_group
+    n = tl.arange(0, N_BLOCK); n_mask = n < N
+    A = tl.load(A_ptr + d * N + n, mask=n_mask, other=0.0).to(tl.float32)         # (N,)
+    B_row = B_ptr + b * sB_b + g * sB_g + n[:, None] * sB_n                          # (N, 1) pointers
+    C_row = C_ptr + b * sC_b + g * sC_g + n[:, None] * sC_n
+    return b, d, g, n, n_mask, A, B_row, C_row
+
 @triton.jit
 def load_chunk(u_ptr, B_row, C_row, row, t, t_mask, nt_mask, sB_l, sC_l):
     "u (CHUNK,) and B, C (N, CHUNK) at positions `t` of one row, in float32, 0 where masked."
@@ -81,14 +95,9 @@ def selective_scan_fwd_kernel(
         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
         N_BLOCK: tl.constexpr, CHUNK: tl.constexpr):
     "One program = one (batch item, channel): scan its sequence chunk by chunk, carrying the (N,) state."
-    b, d = tl.program_id(0), tl.program_id(1)
-    g = d // channels_per_group
-    n = tl.arange(0, N_BLOCK); n_mask = n < N
-    A = tl.load(A_ptr + d * N + n, mask=n_mask, other=0.0).to(tl.float32)         # (N,)
-    row = (b * dim + d) * L                                                          # start of this row of u, delta, z, out
-    B_row = B_ptr + b * sB_b + g * sB_g + n[:, None] * sB_n                          # (N, 1) pointers
-    C_row = C_ptr + b * sC_b + g * sC_g + n[:, None] * sC_n
-    n_chunks = tl.cdiv(L, CHUNK)
+    b, d, g, n, n_mask, A, B_row, C_row = program_channel(A_ptr, B_ptr, C_ptr, N, channels_per_group,
+                                                          sB_b, sB_g, sB_n, sC_b, sC_g, sC_n, N_BLOCK)
+    row, n_chunks = (b * dim + d) * L, tl.cdiv(L, CHUNK)                             # row: start of u, delta, z, out
     state_row = states_ptr + (b * dim + d) * (n_chunks + 1) * N + n
     x = tl.zeros([N_BLOCK], dtype=tl.float32)                                        # (N,) state entering the chunk
     for c in range(n_chunks):
@@ -116,48 +125,65 @@ def _as_groups(M, batch, dim, L):
     if M.dim() == 3: return M[:, None]
     return M
 
-def _reduce_like(dM, M):
-    "Sum a (batch, groups, N, L) gradient back to the layout of M."
-    if M.dim() == 2: return dM.sum((0, 3))
-    if M.dim() == 3: return dM[:, 0]
-    return dM
-
-def _check_device(u):
-    if not INTERPRETED and u.device.type != 'cuda':
-        raise RuntimeError(f"selective_scan_triton: the Triton kernels were compiled for the GPU but `u` is on {u.device}. "
-                           "Move the tensors to CUDA, or set TRITON_INTERPRET=1 before importing ssm_defects.triton_scan "
-                           "to run them (slowly) on the CPU.")
-
-def _contiguous(*tensors): return [None if t is None else t.contiguous() for t in tensors]
-
 def _chunk_size(L, chunk):
     if chunk < 1 or chunk & (chunk - 1): raise ValueError(f"selective_scan_triton: chunk={chunk} must be a power of two (16, 32, 64, 128, ...).")
     return min(chunk, max(16, triton.next_power_of_2(L)))
 
-def _launch_args(u, A, B, C):
-    "Grid, group views and block sizes shared by the forward and backward launches."
-    batch, dim, L = u.shape
+def _launch_args(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk):
+    "What both launches share: grid (batch, dim), the eight inputs, sizes, strides of the B, C views, compile-time flags."
+    if not INTERPRETED and u.device.type != 'cuda':
+        raise RuntimeError(f"selective_scan_triton: the Triton kernels were compiled for the GPU but `u` is on {u.device}. "
+                           "Move the tensors to CUDA, or set TRITON_INTERPRET=1 before importing ssm_defects.triton_scan "
+                           "to run them (slowly) on the CPU.")
+    u, delta, A, D, z, delta_bias = [x if x is None else x.contiguous() for x in (u, delta, A, D, z, delta_bias)]  # not B, C
+    (batch, dim, L), N = u.shape, A.shape[1]
     Bg, Cg = _as_groups(B, batch, dim, L), _as_groups(C, batch, dim, L)            # (batch, groups, N, L) views
     if Bg.shape[1] != Cg.shape[1]:
         raise ValueError(f"selective_scan_triton: B has {Bg.shape[1]} groups and C has {Cg.shape[1]}; give both the same layout.")
-    return (batch, dim), Bg, Cg, dict(N_BLOCK=triton.next_power_of_2(A.shape[1]))
+    inputs = [u, delta, A, Bg, Cg] + [u if x is None else x for x in (D, z, delta_bias)]   # u stands in for absent ones
+    flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+                 N_BLOCK=triton.next_power_of_2(N), CHUNK=_chunk_size(L, chunk))
+    return (batch, dim), inputs, (dim, L, N, dim // Bg.shape[1]), (*Bg.stride(), *Cg.stride()), flags
 
 # %% ../nbs/03_triton_scan.ipynb #329c9e72
 def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, chunk=DEFAULT_CHUNK):
     "Run the forward kernel: float32 `out` (batch, dim, L) and `states` (batch, dim, n_chunks+1, N), the state entering each chunk, then the last."
-    _check_device(u)
-    u, delta, A, D, z, delta_bias = _contiguous(u, delta, A, D, z, delta_bias)   # B and C go by their strides
-    batch, dim, L = u.shape
-    N, chunk = A.shape[1], _chunk_size(L, chunk)
-    grid, Bg, Cg, blocks = _launch_args(u, A, B, C)
+    grid, inputs, sizes, strides, flags = _launch_args(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk)
+    (batch, dim, L), N = u.shape, A.shape[1]
     out = torch.empty(batch, dim, L, device=u.device, dtype=torch.float32)
-    states = torch.empty(batch, dim, triton.cdiv(L, chunk) + 1, N, device=u.device, dtype=torch.float32)
-    selective_scan_fwd_kernel[grid](
-        u, delta, A, Bg, Cg, u if D is None else D, u if z is None else z, u if delta_bias is None else delta_bias,
-        out, states, dim, L, N, dim // Bg.shape[1], *Bg.stride(), *Cg.stride(),
-        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-        CHUNK=chunk, **blocks)
+    states = torch.empty(batch, dim, triton.cdiv(L, flags['CHUNK']) + 1, N, device=u.device, dtype=torch.float32)
+    selective_scan_fwd_kernel[grid](*inputs, out, states, *sizes, *strides, **flags)
     return out, states
+
+# %% ../nbs/03_triton_scan.ipynb #81102426
+@triton.jit
+def chunk_state_grads(dt_next, A, Ct, dy, g_out):
+    "Gradients g_t (N, CHUNK) of a chunk's states, given g_out (N,) entering from the right: g_t = Ā_{t+1} g_{t+1} + C_t dy_t."
+    dA_next = tl.exp(dt_next[None, :] * A[:, None])                                  # (N, CHUNK) Ā_{t+1}
+    dA_rcum, gs = tl.associative_scan((dA_next, dy[None, :] * Ct), 1, first_order_op, reverse=True)
+    return gs + dA_rcum * g_out[:, None]
+
+# %% ../nbs/03_triton_scan.ipynb #c7f6863a
+@triton.jit
+def gate_backward(dout_ptr, z_ptr, dz_ptr, row, t, t_mask, y, HAS_Z: tl.constexpr):
+    "dy (CHUNK,) from ∂ℓ/∂out through the gate out = y·SiLU(z); writes ∂ℓ/∂z (the table's first row)."
+    dy = tl.load(dout_ptr + row + t, mask=t_mask, other=0.0).to(tl.float32)
+    if HAS_Z:
+        z = tl.load(z_ptr + row + t, mask=t_mask, other=0.0).to(tl.float32)
+        sz = tl.sigmoid(z)
+        tl.store(dz_ptr + row + t, dy * y * sz * (1.0 + z * (1.0 - sz)), mask=t_mask)
+        dy = dy * z * sz
+    return dy
+
+@triton.jit
+def local_grads(gs, xs, dBu, Bt, u, dt, raw, A, dy, D, t_mask, SOFTPLUS: tl.constexpr):
+    "A chunk's gradients from g_t and x_t (N, CHUNK), as in the table: dB, dC (N, CHUNK), du, dΔ (CHUNK,) and dA (N,)."
+    decay_in = xs - dBu                                                              # (N, CHUNK) Ā_t x_{t-1}
+    ddt = tl.sum(gs * (Bt * u[None, :] + A[:, None] * decay_in), 0)                  # (CHUNK,)
+    if SOFTPLUS:
+        ddt = ddt * tl.sigmoid(raw)
+    du = D * dy + dt * tl.sum(gs * Bt, 0)
+    return gs * (dt * u)[None, :], dy[None, :] * xs, du, tl.where(t_mask, ddt, 0.0), tl.sum(gs * decay_in * dt[None, :], 1)
 
 # %% ../nbs/03_triton_scan.ipynb #48806e21
 @triton.jit
@@ -169,83 +195,56 @@ def selective_scan_bwd_kernel(
         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
         N_BLOCK: tl.constexpr, CHUNK: tl.constexpr):
     "One program = one (batch item, channel): chunks last to first, recompute x, reverse-scan g, write the gradients."
-    b, d = tl.program_id(0), tl.program_id(1)
-    g_idx = d // channels_per_group
-    n = tl.arange(0, N_BLOCK); n_mask = n < N
-    A = tl.load(A_ptr + d * N + n, mask=n_mask, other=0.0).to(tl.float32)         # (N,)
-    row = (b * dim + d) * L
-    B_row = B_ptr + b * sB_b + g_idx * sB_g + n[:, None] * sB_n
-    C_row = C_ptr + b * sC_b + g_idx * sC_g + n[:, None] * sC_n
-    dBC_row = ((b * groups + g_idx) * N + n[:, None]) * L                           # (N, 1) offsets in dB, dC
-    n_chunks = tl.cdiv(L, CHUNK)
+    b, d, g, n, n_mask, A, B_row, C_row = program_channel(A_ptr, B_ptr, C_ptr, N, channels_per_group,
+                                                          sB_b, sB_g, sB_n, sC_b, sC_g, sC_n, N_BLOCK)
+    row, n_chunks = (b * dim + d) * L, tl.cdiv(L, CHUNK)
     state_row = states_ptr + (b * dim + d) * (n_chunks + 1) * N + n
-    D = 0.0
-    if HAS_D:
-        D = tl.load(D_ptr + d).to(tl.float32)
+    dBC_row = ((b * groups + g) * N + n[:, None]) * L                               # (N, 1) offsets in dB, dC
+    D = tl.load(D_ptr + d).to(tl.float32) if HAS_D else 0.0
     g_next = tl.load(dlast_ptr + (b * dim + d) * N + n, mask=n_mask, other=0.0).to(tl.float32)  # (N,) carry from the right
     dA_acc = tl.zeros([N_BLOCK], dtype=tl.float32)
-    dD_acc = tl.zeros([CHUNK], dtype=tl.float32)                                    # per-position partial sums
-    dbias_acc = tl.zeros([CHUNK], dtype=tl.float32)
+    dD_acc, dbias_acc = tl.zeros([CHUNK], dtype=tl.float32), tl.zeros([CHUNK], dtype=tl.float32)  # per-position sums
     for i in range(n_chunks):
         c = n_chunks - 1 - i
         t = c * CHUNK + tl.arange(0, CHUNK); t_mask = t < L
         nt_mask = n_mask[:, None] & t_mask[None, :]
         u, Bt, Ct = load_chunk(u_ptr, B_row, C_row, row, t, t_mask, nt_mask, sB_l, sC_l)
         raw, dt = load_delta(delta_ptr, bias_ptr, d, row, t, t_mask, HAS_BIAS, SOFTPLUS)
-        x_in = tl.load(state_row + c * N, mask=n_mask, other=0.0)                   # the saved state entering the chunk
-        xs, dBu = chunk_states(dt, A, Bt, u, x_in)                                   # (N, CHUNK) x_t, recomputed
-        # through the gate: dout → dy (and dz)
-        dy = tl.load(dout_ptr + row + t, mask=t_mask, other=0.0).to(tl.float32)
-        if HAS_Z:
-            z = tl.load(z_ptr + row + t, mask=t_mask, other=0.0).to(tl.float32)
-            y = tl.sum(Ct * xs, 0) + D * u
-            sz = tl.sigmoid(z)
-            tl.store(dz_ptr + row + t, dy * y * sz * (1.0 + z * (1.0 - sz)), mask=t_mask)
-            dy = dy * z * sz
+        xs, dBu = chunk_states(dt, A, Bt, u, tl.load(state_row + c * N, mask=n_mask, other=0.0))   # (N, CHUNK) x_t
+        dy = gate_backward(dout_ptr, z_ptr, dz_ptr, row, t, t_mask, tl.sum(Ct * xs, 0) + D * u, HAS_Z)
         dD_acc += dy * u
-        # g_t = Ā_{t+1} g_{t+1} + C_t dy_t, a reverse scan with the decays shifted by one
         _, dt_next = load_delta(delta_ptr, bias_ptr, d, row, t + 1, t + 1 < L, HAS_BIAS, SOFTPLUS)
-        dA_next = tl.exp(dt_next[None, :] * A[:, None])
-        dA_rcum, gs = tl.associative_scan((dA_next, dy[None, :] * Ct), 1, first_order_op, reverse=True)
-        gs = gs + dA_rcum * g_next[:, None]                                          # (N, CHUNK) g_t
+        gs = chunk_state_grads(dt_next, A, Ct, dy, g_next)                           # (N, CHUNK) g_t
         g_next = tl.sum(tl.where(t[None, :] == c * CHUNK, gs, 0.0), 1)               # first column → previous chunk
-        # local gradients
-        tl.atomic_add(dC_ptr + dBC_row + t[None, :], dy[None, :] * xs, mask=nt_mask)
-        tl.atomic_add(dB_ptr + dBC_row + t[None, :], gs * (dt * u)[None, :], mask=nt_mask)
-        decay_in = xs - dBu                                                          # Ā_t x_{t-1}
-        ddt = tl.sum(gs * (Bt * u[None, :] + A[:, None] * decay_in), 0)
-        dA_acc += tl.sum(gs * decay_in * dt[None, :], 1)
-        if SOFTPLUS:
-            ddt = ddt * tl.sigmoid(raw)
-        ddt = tl.where(t_mask, ddt, 0.0)
-        dbias_acc += ddt
-        tl.store(du_ptr + row + t, D * dy + dt * tl.sum(gs * Bt, 0), mask=t_mask)
+        dB, dC, du, ddt, dA = local_grads(gs, xs, dBu, Bt, u, dt, raw, A, dy, D, t_mask, SOFTPLUS)
+        tl.atomic_add(dB_ptr + dBC_row + t[None, :], dB, mask=nt_mask)
+        tl.atomic_add(dC_ptr + dBC_row + t[None, :], dC, mask=nt_mask)
+        tl.store(du_ptr + row + t, du, mask=t_mask)
         tl.store(ddelta_ptr + row + t, ddt, mask=t_mask)
+        dA_acc += dA; dbias_acc += ddt
     tl.store(dA_ptr + (b * dim + d) * N + n, dA_acc, mask=n_mask)
     tl.store(dD_ptr + b * dim + d, tl.sum(dD_acc, 0))
     tl.store(dbias_ptr + b * dim + d, tl.sum(dbias_acc, 0))
 
 # %% ../nbs/03_triton_scan.ipynb #e964e8d7
+def _reduce_like(dM, M):
+    "Sum a (batch, groups, N, L) gradient back to the layout of M."
+    if M.dim() == 2: return dM.sum((0, 3))
+    if M.dim() == 3: return dM[:, 0]
+    return dM
+
 def selective_scan_bwd(dout, dlast, states, u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                        chunk=DEFAULT_CHUNK):
     "Run the backward kernel: gradients (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias) in the dtypes of the inputs (None for absent ones)."
-    _check_device(u)
-    u, delta, A, D, z, delta_bias, dout = _contiguous(u, delta, A, D, z, delta_bias, dout)
-    batch, dim, L = u.shape
-    N, chunk = A.shape[1], _chunk_size(L, chunk)
-    grid, Bg, Cg, blocks = _launch_args(u, A, B, C)
-    groups = Bg.shape[1]
+    grid, inputs, sizes, strides, flags = _launch_args(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk)
+    (batch, dim, L), N, groups = u.shape, A.shape[1], inputs[3].shape[1]          # inputs[3]: B as (batch, groups, N, L)
     f32 = dict(device=u.device, dtype=torch.float32)
     dlast = torch.zeros(batch, dim, N, **f32) if dlast is None else dlast.contiguous()
     du, ddelta, dz = (torch.empty(batch, dim, L, **f32) for _ in range(3))
     dB, dC = torch.zeros(batch, groups, N, L, **f32), torch.zeros(batch, groups, N, L, **f32)   # atomic-add targets
     dA, dD, dbias = torch.empty(batch, dim, N, **f32), torch.empty(batch, dim, **f32), torch.empty(batch, dim, **f32)
-    selective_scan_bwd_kernel[grid](
-        u, delta, A, Bg, Cg, u if D is None else D, u if z is None else z, u if delta_bias is None else delta_bias,
-        states, dout, dlast, du, ddelta, dA, dB, dC, dD, dz, dbias,
-        dim, L, N, dim // groups, groups, *Bg.stride(), *Cg.stride(),
-        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-        CHUNK=chunk, **blocks)
+    selective_scan_bwd_kernel[grid](*inputs, states, dout.contiguous(), dlast, du, ddelta, dA, dB, dC, dD, dz, dbias,
+                                    *sizes, groups, *strides, **flags)
     like = lambda grad, x: None if x is None else grad.to(x.dtype)
     return (like(du, u), like(ddelta, delta), like(dA.sum(0), A), like(_reduce_like(dB, B), B), like(_reduce_like(dC, C), C),
             like(dD.sum(0), D), like(dz, z), like(dbias.sum(0), delta_bias))

@@ -1,5 +1,5 @@
 "The `ssm-defects` console script: help for every command, and train → evaluate → predict → export on a tiny dataset."
-import csv, importlib.util, json, os, shutil, subprocess, sys
+import csv, importlib.util, json, os, re, shutil, subprocess, sys
 import pytest
 from cli_fixtures import isolated, trained, tiny_data, copy_tiny, TINY
 from ssm_defects.cli import main, parser
@@ -26,7 +26,15 @@ def test_train_writes_checkpoint_resume_state_and_report(trained):
     md = trained['report'].read_text()
     for part in ('## Metrics (%)', '| mean |', '![anomaly maps](heatmaps.png)', '![training curve](training.png)'):
         assert part in md
-    assert {p.name for p in trained['report'].parent.iterdir()} == {'report.md', 'metrics.csv', 'heatmaps.png', 'training.png'}
+    files = {p.name for p in trained['report'].parent.iterdir()}
+    assert {'report.md', 'metrics.csv', 'heatmaps.png', 'training.png', 'history.csv', 'decisions.csv'} <= files <= \
+           {'report.md', 'metrics.csv', 'heatmaps.png', 'training.png', 'history.csv', 'decisions.csv', 'misses.png'}
+    assert ('misses.png' in files) == ('## Worst misses at the stored threshold' in md)
+    for part in ('- **false_reject_rate**:', '- **escape_rate**:', 'good images called NG', '[history.csv](history.csv)'):
+        assert part in md
+    rows = list(csv.DictReader(open(trained['report'].parent/'decisions.csv')))
+    n_images = int(re.search(r'evaluated_on\*\*: .*\((\d+) images', md).group(1))
+    assert {r['prediction'] for r in rows} <= {'OK', 'NG'} and len(rows) == n_images
 
 
 def test_evaluate_command_writes_a_new_report(trained, isolated, capsys):
