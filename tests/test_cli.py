@@ -197,3 +197,20 @@ def test_baseline_train_evaluate(name, isolated, tiny_data, capsys):
     out = capsys.readouterr().out
     assert '| mean |' in open(_printed(out, 'report')).read()
     assert main(['evaluate', _printed(out, 'checkpoint'), '--data', str(tiny_data)]) == 0
+
+
+def test_non_square_size_and_tiled_prediction(isolated, tiny_data, tmp_path, capsys):
+    "`--size H W` trains and predicts without squashing to a square; `predict --tile` reads every image at its own size."
+    from ssm_defects.training import load_checkpoint
+    code = main(['train', 'knn', '--data', str(tiny_data), '--size', '64', '96', '--bs', str(TINY['bs'])])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    ckpt = _printed(out.out, 'checkpoint')
+    assert tuple(load_checkpoint(ckpt).checkpoint_metrics['size']) == (64, 96)
+    folder = tiny_data/'brick'/'test'
+    for extra, name in (([], 'resized'), (['--tile'], 'tiled')):
+        assert main(['predict', ckpt, str(folder), '--out', str(tmp_path/name), *extra]) == 0, capsys.readouterr().err
+        doc = json.loads((tmp_path/name/'predictions.json').read_text())
+        assert doc['tile'] == bool(extra) and doc['counts']['images'] == len(list(folder.rglob('*.png')))
+    assert main(['train', 'knn', '--data', str(tiny_data), '--size', '64', '96', '128']) == 2
+    assert 'give one side S or two sides H W' in capsys.readouterr().err
