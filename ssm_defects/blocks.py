@@ -196,18 +196,19 @@ class PatchMerging(nn.Module):
 
 # %% ../nbs/05_blocks.ipynb #c8f68c94
 class PatchExpand(nn.Module):
-    "Channels-last 2× upsampling (MambaAD): Linear(dim → 2·dim, no bias) → 2×2 pixel shuffle → LN: (B, H, W, dim) → (B, 2H, 2W, dim/2)."
-    def __init__(self, dim):
+    """Channels-last 2× upsampling (MambaAD): Linear(dim → 4·out, no bias) → 2×2 pixel shuffle → LN(out):
+    (B, H, W, dim) → (B, 2H, 2W, out); `out` defaults to dim/2, the reference's (any width: EfficientNet's 112 → 40)."""
+    def __init__(self, dim, out=None):
         super().__init__()
-        if dim % 2: raise ValueError(f"PatchExpand: dim must be even (it is halved), got {dim}")
-        self.dim = dim
-        self.expand = nn.Linear(dim, 2 * dim, bias=False)
-        self.norm = nn.LayerNorm(dim // 2)
+        if out is None and dim % 2: raise ValueError(f"PatchExpand: dim must be even (it is halved), got {dim}")
+        self.dim, self.out = dim, dim // 2 if out is None else out
+        self.expand = nn.Linear(dim, 4 * self.out, bias=False)
+        self.norm = nn.LayerNorm(self.out)
 
     def forward(self, x):
         if x.dim() != 4 or x.shape[-1] != self.dim:
             raise ValueError(f"PatchExpand expects channels-last (B, H, W, {self.dim}), got {tuple(x.shape)}")
         b, h, w, _ = x.shape
-        x = self.expand(x).view(b, h, w, 2, 2, self.dim // 2)                      # (B, H, W, p1, p2, C/2)
-        x = x.permute(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, self.dim // 2)     # (B, 2H, 2W, C/2)
+        x = self.expand(x).view(b, h, w, 2, 2, self.out)                           # (B, H, W, p1, p2, out)
+        x = x.permute(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, self.out)          # (B, 2H, 2W, out)
         return self.norm(x)
