@@ -3,7 +3,7 @@ resident memory (RSS) of the process must not grow with the image count.
 
 A kNN memory-bank detector (`ssm-defects train knn`, seconds) on a copy of the `textures` fixture at 64 px; then, for
 each N, a fresh process runs `predict` on N images (256×256 PNG copies of the fixture's test images) and its peak RSS
-is read from the operating system (`resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`, one child per N).
+is read by that process itself at exit (`resource.getrusage(RUSAGE_SELF).ru_maxrss`).
 
     python kernels/predict_memory.py                 # N = 250, 1000, 2000; writes kernels/results/predict_memory.md
     python kernels/predict_memory.py --counts 50 100 # a quicker check
@@ -14,15 +14,17 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent/'results'/'predict_memory.md'
 
 
+CHILD = ("import resource, sys; from ssm_defects.cli import main; code = main(sys.argv[1:]); "
+         "print('PEAK_RSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
+
 def run(args, env):
-    "Run `ssm-defects ARGS` in a fresh process; (stdout, seconds, peak RSS of that process in MiB)."
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    "Run `ssm-defects ARGS` in a fresh process; (stdout, seconds, that process's own peak RSS in MiB)."
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, '-c', 'import sys; from ssm_defects.cli import main; sys.exit(main(sys.argv[1:]))', *map(str, args)], capture_output=True, text=True, env=env)
+    res = subprocess.run([sys.executable, '-c', CHILD, *map(str, args)], capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - t0
     if res.returncode: sys.exit(f"ssm-defects {' '.join(map(str, args))} failed:\n{res.stderr[-2000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss      # KiB on Linux: the max over all children so far
-    return res.stdout, seconds, peak / 1024, before / 1024
+    peak_kib = int(res.stdout.rsplit('PEAK_RSS_KIB', 1)[1].split()[0])      # ru_maxrss is in KiB on Linux
+    return res.stdout, seconds, peak_kib / 1024
 
 
 def main(counts):
@@ -31,21 +33,21 @@ def main(counts):
     work = Path(tempfile.mkdtemp(prefix='predict-memory-'))
     env = os.environ | {'SSM_DEFECTS_CHECKPOINT_DIR': str(work/'checkpoints'), 'SSM_DEFECTS_REPORT_DIR': str(work/'reports'),
                         'SSM_DEFECTS_DEVICE': 'cpu'}
-    out, _, _, _ = run(['train', 'knn', '--size', 64, '--bs', 8, '--categories', 'brick'], env)
+    out, _, train_peak = run(['train', 'knn', '--size', 64, '--bs', 8, '--categories', 'brick'], env)
     ckpt = next(l.split(': ', 1)[1] for l in out.splitlines() if l.startswith('checkpoint:'))
     sources = sorted((make_textures()/'brick'/'test').rglob('*.png'))
     rows = []
-    for n in sorted(counts):                         # ascending: the children's maximum is then this run's peak
+    for n in sorted(counts):
         folder = work/f'images-{n}'; folder.mkdir()
         for i in range(n): Image.open(sources[i % len(sources)]).convert('RGB').resize((256, 256)).save(folder/f'{i:05d}.png')
-        _, seconds, peak, before = run(['predict', ckpt, folder, '--out', work/f'pred-{n}'], env)
-        assert peak >= before, 'counts must be measured in ascending order'
+        _, seconds, peak = run(['predict', ckpt, folder, '--out', work/f'pred-{n}'], env)
         n_rows = len(json.loads((work/f'pred-{n}'/'predictions.json').read_text())['records'])
         rows.append(dict(images=n, rows=n_rows, peak_rss_mib=round(peak), seconds=round(seconds, 1)))
         print(rows[-1], flush=True)
     lines = [f"# Peak memory of `ssm-defects predict` against the number of images", "",
              f"{datetime.datetime.now():%Y-%m-%d %H:%M}, {platform.processor() or platform.machine()}, "
              f"{os.cpu_count()} CPUs; kNN on brick at 64 px, 256×256 PNG inputs, batch 8. Command: `python kernels/predict_memory.py`.",
+             f"The training process (for comparison) peaked at {train_peak:.0f} MiB.",
              "", "| images | rows written | peak RSS (MiB) | wall time (s) |", "|---|---|---|---|"]
     lines += [f"| {r['images']} | {r['rows']} | {r['peak_rss_mib']} | {r['seconds']} |" for r in rows]
     growth = rows[-1]['peak_rss_mib'] / rows[0]['peak_rss_mib']
