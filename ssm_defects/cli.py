@@ -746,7 +746,7 @@ def _test_maps(model, root, categories, size, split='test', bs=8, device='cpu'):
     items = [ds[i] for i in range(len(ds))]
     x = torch.stack([it['image'] for it in items])                                   # (N, 3, H, W) in [0, 1]
     maps, scores = predict(model, x, bs=bs)                                          # (N, H, W), (N,)
-    return dict(x=x, maps=maps, scores=scores, masks=torch.stack([it['mask'][0] for it in items]) > 0.5,
+    return dict(x=x, maps=maps, scores=scores, masks=torch.stack([it['mask'][0] for it in items]),   # -1: no mask file
                 labels=np.array([it['label'] for it in items]), categories=[it['category'] for it in items],
                 defects=[r['defect'] for r in ds.records], paths=[str(r['path']) for r in ds.records])
 
@@ -804,6 +804,8 @@ def evaluate_checkpoint(checkpoint, data=None, categories=None, split='test', si
                 evaluated_on=f"{SPLIT_NAMES.get(split, f'{split} split')} ({len(r['labels'])} images, {n_bad} defective)",
                 **_selection(model.checkpoint_metrics), metrics=METRIC_NOTES[metrics] if n_bad else 'image scores only',
                 input_size=size, config=json.dumps(model.config), evaluation_seconds=round(time.time() - t0, 1), **(extra or {}))
+    unmasked = int(df.loc['mean', 'images'] - df.loc['mean', 'pixel_images']) if n_bad else 0
+    if unmasked: info['without_masks'] = f"{unmasked} defective images without masks: counted in the image metrics, left out of the pixel metrics"
     decided, figures = decision_outputs(model, r, folder)
     md = write_report(folder, title or f"Evaluation of {Path(checkpoint).name}", df, r['x'][pick], r['maps'][pick],
                       r['masks'][pick], titles, history, info | decided, figures, heading=heading)

@@ -121,18 +121,18 @@ def mvtec_categories(root) -> list:
                                          f"is this the right folder? Its subfolders are: {_subfolders(root)}")
     return cats
 
-def _check_mask(img, msk, split):
-    if not msk.is_file():
-        raise FileNotFoundError(f"defective {split} image {img} has no mask: expected {msk}. Add the mask, or move the "
-                                f"image to {split}/good if it is normal.")
+def _check_mask(img, msk) -> bool:
+    "Whether defective image `img` has its mask `msk` (a missing mask is allowed: unknown); a mask of another size is an error."
+    if not msk.is_file(): return False
     if image_size(msk) != image_size(img):
         (w, h), (mw, mh) = image_size(img), image_size(msk)
         raise ValueError(f"mask {msk} is {mw}x{mh} but its image {img} is {w}x{h}: a mask must have its image's size "
                          f"(re-export the mask at {w}x{h}).")
+    return True
 
 # %% ../nbs/07_data.ipynb #e35deb53
 def mvtec_records(root, category, split='train') -> list:
-    "Records (path, mask_path, label, category, defect) of one category and split of an MVTec-layout dataset."
+    "Records (path, mask_path, mask_known, label, category, defect) of one category and split of an MVTec-layout dataset."
     root = _check_root(root); cdir = root/category
     if not cdir.is_dir(): raise FileNotFoundError(f"category {category!r} not found in {root}; available: {mvtec_categories(root)}")
     sdir = cdir/split
@@ -151,8 +151,9 @@ def mvtec_records(root, category, split='train') -> list:
         for img in imgs:
             image_size(img)
             msk = None if d == 'good' else gt/d/f'{img.stem}_mask.png'
-            if msk is not None: _check_mask(img, msk, split)
-            recs.append(dict(path=img, mask_path=msk, label=int(d != 'good'), category=category, defect=d))
+            known = msk is None or _check_mask(img, msk)                    # good images: known, all zero
+            recs.append(dict(path=img, mask_path=msk if known else None, mask_known=known, label=int(d != 'good'),
+                             category=category, defect=d))
         if d != 'good' and (gt/d).is_dir():
             stems = {p.stem for p in imgs}
             for m in list_images(gt/d):
@@ -183,10 +184,12 @@ def image_tensor(arr, size=None, normalize=False) -> torch.Tensor:
     return x
 
 def mask_tensor(mask, size=None) -> torch.Tensor:
-    "bool (H, W) → float (1, h, w) of 0/1, resized with nearest neighbour to `size`."
-    im = Image.fromarray(mask.astype(np.uint8) * 255)
-    if size is not None: im = im.resize(image_shape(size)[::-1], Image.NEAREST)
-    return torch.from_numpy(np.asarray(im) > 127).float()[None]  # (1, h, w)
+    "bool (H, W) → float (1, h, w) of 0/1, resized with nearest neighbour to `size`; a defect it would lose keeps the pixels it overlaps."
+    if size is None: return torch.from_numpy(np.asarray(mask, bool)).float()[None]     # (1, H, W)
+    m = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(image_shape(size)[::-1], Image.NEAREST)) > 127
+    if mask.any() and not m.any():                  # every defect pixel fell between the samples: a defective image
+        m = np.asarray(Image.fromarray(mask.astype(np.float32)).resize(image_shape(size)[::-1], Image.BOX)) > 0
+    return torch.from_numpy(m).float()[None]  # (1, h, w)
 
 def denormalize(x) -> torch.Tensor:
     "Undo the ImageNet normalization of (…, 3, H, W) classification images, for display."
@@ -205,15 +208,18 @@ class AnomalyDataset(Dataset):
     def __getitem__(self, i):
         r = self.records[i]
         if 'paint' in r: return self._painted(r)
-        img = read_image(r['path'])
-        if r['mask_path'] is None: m = np.zeros(img.shape[:2], bool)
-        else:
-            m = read_mask(r['mask_path'])
-            if m.shape != img.shape[:2]:
-                raise ValueError(f"mask {r['mask_path']} is {m.shape[1]}x{m.shape[0]} but its image {r['path']} is "
-                                 f"{img.shape[1]}x{img.shape[0]}: re-export the mask at the image's size.")
-        return dict(image=image_tensor(img, self.size), mask=mask_tensor(m, self.size),
-                    label=r['label'], category=r['category'], path=str(r['path']))
+        img = read_image(r['path']); x = image_tensor(img, self.size)               # (3, H, W)
+        if r['mask_path'] is None:                      # good: all 0; defective without a mask: all −1 (unknown)
+            return dict(image=x, mask=torch.full((1, *x.shape[1:]), -1. if r['label'] else 0.), label=r['label'],
+                        category=r['category'], path=str(r['path']))
+        m = read_mask(r['mask_path'])
+        if m.shape != img.shape[:2]:
+            raise ValueError(f"mask {r['mask_path']} is {m.shape[1]}x{m.shape[0]} but its image {r['path']} is "
+                             f"{img.shape[1]}x{img.shape[0]}: re-export the mask at the image's size.")
+        if r['label'] and not m.any():
+            raise ValueError(f"mask {r['mask_path']} of defective image {r['path']} marks no pixel: outline the defect, or "
+                             f"delete the mask to leave the image out of pixel metrics.")
+        return dict(image=x, mask=mask_tensor(m, self.size), label=r['label'], category=r['category'], path=str(r['path']))
     def _painted(self, r):
         "Paint the record's defect on its image at the dataset's size, from the record's own seeded generator."
         p = r['paint']
@@ -222,7 +228,6 @@ class AnomalyDataset(Dataset):
         img, mask = paint_defect(_rng(*p['key']), img, p['kind'], other)                          # (H, W, 3), (H, W)
         return dict(image=torch.from_numpy(img).permute(2, 0, 1).contiguous(), mask=torch.from_numpy(mask).float()[None],
                     label=r['label'], category=r['category'], path=str(r['path']))
-
 
 # %% ../nbs/07_data.ipynb #040f8d03
 class MVTecDataset(AnomalyDataset):
@@ -261,7 +266,7 @@ def visa_rows(root) -> list:
     return rows
 
 def visa_records(root, category, split='train', rows=None) -> list:
-    "Records (path, mask_path, label, category, defect) of one VisA object and split, every file checked."
+    "Records (path, mask_path, mask_known, label, category, defect) of one VisA object and split, every file checked."
     root = Path(root); rows = visa_rows(root) if rows is None else rows
     objs, splits = sorted({r['object'] for r in rows}), sorted({r['split'] for r in rows})
     if category not in objs: raise FileNotFoundError(f"category {category!r} not in {root/VISA_SPLIT_FILE}; available: {objs}")
@@ -275,12 +280,13 @@ def visa_records(root, category, split='train', rows=None) -> list:
         img = root/r['image']
         if not img.is_file(): raise FileNotFoundError(f"image {img} listed in row {i+2} of {root/VISA_SPLIT_FILE} does not exist: restore it or remove the row.")
         image_size(img)
-        msk = root/r['mask'] if r['mask'] else None
-        if r['label'] == 'anomaly':
-            if msk is None: raise FileNotFoundError(f"anomalous image {img} (row {i+2} of {root/VISA_SPLIT_FILE}) has no mask: add its mask path.")
-            _check_mask(img, msk, split)
-        recs.append(dict(path=img, mask_path=msk if r['label'] == 'anomaly' else None, label=int(r['label'] == 'anomaly'),
-                         category=category, defect='anomaly' if r['label'] == 'anomaly' else 'good'))
+        bad = r['label'] == 'anomaly'
+        msk = root/r['mask'] if bad and r['mask'] else None                 # an empty mask column: mask unknown
+        if msk is not None and not _check_mask(img, msk):
+            raise FileNotFoundError(f"mask {msk} listed in row {i+2} of {root/VISA_SPLIT_FILE} does not exist: restore it, "
+                                    f"or empty the row's mask column to leave the image out of pixel metrics.")
+        recs.append(dict(path=img, mask_path=msk, mask_known=not bad or msk is not None, label=int(bad),
+                         category=category, defect='anomaly' if bad else 'good'))
     return recs
 
 # %% ../nbs/07_data.ipynb #4010fbe8

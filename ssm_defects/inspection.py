@@ -19,7 +19,7 @@ from torch.utils.data import Dataset, DataLoader
 from fastprogress.fastprogress import progress_bar
 from .settings import atomic_write
 from .data import read_image, image_tensor, image_header
-from .metrics import EIGHT_CONNECTED, _labels_and_scores, _maps_and_masks, _scores, _sorted_negatives, _sweep
+from .metrics import EIGHT_CONNECTED, _labels_and_scores, _maps_and_masks, _check_defect_masks, _scores, _sorted_negatives, _sweep
 from .training import collect_maps
 
 # %% ../nbs/12b_inspection.ipynb #021dc808
@@ -59,26 +59,30 @@ def normalize_score(score, decision, threshold=None):
 
 # %% ../nbs/12b_inspection.ipynb #3e907cde
 def _validation(scores, labels, maps, masks):
-    "Checked (scores, labels, maps, masks) for `calibrate`."
+    "Checked (scores, labels, maps, masks, known_maps): masks and known_maps (n, H, W) of the images whose masks are known."
     labels, scores = _labels_and_scores(labels, scores)                 # NaN/inf and non-binary labels: clear errors
     if not (~labels).any():
         raise ValueError("calibrate: the validation images include no good image, so no false-reject rate or score range "
                          "can be measured; calibrate on a validation split with good images (anomaly_dls' validation).")
     if masks is not None and maps is None: raise ValueError("calibrate: masks were given without their maps; pass both.")
+    known_maps = None
     if maps is not None:
-        masks, maps = _maps_and_masks(np.zeros(np.shape(maps), bool) if masks is None else masks, maps)
-        if len(maps) != len(scores): raise ValueError(f"calibrate: {len(maps)} maps but {len(scores)} scores; pass one per image.")
+        given = masks is not None
+        masks, known_maps, known = _maps_and_masks(np.zeros(np.shape(maps), bool) if masks is None else masks, maps)
+        if len(known) != len(scores): raise ValueError(f"calibrate: {len(known)} maps but {len(scores)} scores; pass one per image.")
+        if given: _check_defect_masks(labels, masks, known)               # refuses −1 masks thresholded to "no defect"
+        maps = _scores(maps, 'maps')
     if scores.max() == scores.min():
         raise ValueError(f"calibrate: all {len(scores)} validation scores equal {scores[0]}: nothing to set a threshold "
                          f"or a score range on; check that the model was trained (and not on these images only).")
-    return scores, labels, maps, masks
+    return scores, labels, maps, masks, known_maps
 
 # %% ../nbs/12b_inspection.ipynb #3c4ee61f
 def calibrate(scores, labels, maps=None, masks=None, max_false_reject=None) -> dict:
-    """Decision constants from VALIDATION scores (N,), labels (N,) and optionally maps and masks (N, H, W): image
+    """Decision constants from VALIDATION scores (N,), labels (N,) and optionally maps and masks (N, H, W; −1: unknown): image
     threshold by F1-max (default; needs defective images) or, with `max_false_reject` r in [0, 1), the smallest with a
     false-reject rate ≤ r on the good images; `pixel_threshold`; normalisation and heat-map constants; counts."""
-    scores, labels, maps, masks = _validation(scores, labels, maps, masks)
+    scores, labels, maps, masks, known_maps = _validation(scores, labels, maps, masks)
     good, bad = scores[~labels], scores[labels]
     if max_false_reject is None:
         if not len(bad):
@@ -89,7 +93,7 @@ def calibrate(scores, labels, maps=None, masks=None, max_false_reject=None) -> d
         if not 0 <= max_false_reject < 1:
             raise ValueError(f"calibrate: max_false_reject is a rate in [0, 1) (0.01 = 1 % of good parts rejected), got {max_false_reject}.")
         t, rule = false_reject_threshold(good, max_false_reject), f'false-reject rate <= {max_false_reject} on the good validation images'
-    pixel_t, pixel_rule = pixel_threshold(t, maps, masks)
+    pixel_t, pixel_rule = pixel_threshold(t, known_maps, masks)
     floor = 0. if maps is None else float(np.median(maps))                  # a typical normal pixel
     if pixel_t <= floor:
         raise ValueError(f"calibrate: the pixel threshold {pixel_t} is not above the median validation pixel {floor} (0 "
@@ -100,6 +104,7 @@ def calibrate(scores, labels, maps=None, masks=None, max_false_reject=None) -> d
                 heatmap='clip((map - map_floor) / map_scale, 0, 1); map_floor: median validation pixel, '
                         'map_scale = 2 x (pixel_threshold - map_floor)', map_floor=floor, map_scale=2 * (pixel_t - floor),
                 n_good=int(len(good)), n_defective=int(len(bad)), n_defect_pixels=0 if masks is None else int(masks.sum()),
+                n_without_mask=0 if masks is None else len(scores) - len(masks),
                 valid_false_rejects=int((good >= t).sum()), valid_escapes=int((bad < t).sum()))
 
 # %% ../nbs/12b_inspection.ipynb #e8348ee6

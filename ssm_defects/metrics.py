@@ -51,15 +51,29 @@ def _binary(x, name: str) -> np.ndarray:
 
 # %% ../nbs/08_metrics.ipynb #67a7340e
 def _maps_and_masks(masks, maps):
-    "Check and return (masks bool (N, H, W), maps float (N, H, W))."
-    masks, maps = _binary(masks, 'masks'), _scores(maps, 'maps')
+    """Check and return (masks bool (n, H, W), maps float (n, H, W), known bool (N,)): the n images of the N whose
+    masks are known; an image's mask is unknown when it is −1 on every pixel."""
+    masks, maps = _to_numpy(masks, 'masks'), _scores(maps, 'maps')
     if masks.ndim == 4 and masks.shape[1] == 1: masks = masks[:, 0]
     if maps.ndim == 4 and maps.shape[1] == 1: maps = maps[:, 0]
     if maps.ndim != 3: raise ValueError(f"maps must have shape (N, H, W) or (N, 1, H, W), got {maps.shape}.")
     if masks.shape != maps.shape:
         raise ValueError(f"masks {masks.shape} and maps {maps.shape} differ in shape; resize the maps to the mask "
                          "resolution (or the masks to the map resolution, nearest-neighbour) before computing metrics.")
-    return masks, maps
+    signed = masks.dtype.kind in 'fi' and masks.size > 0
+    known = ~(masks == -1).all((1, 2)) if signed else np.ones(len(masks), bool)   # (N,)
+    if not known.all(): masks, maps = masks[known], maps[known]
+    if signed and (masks == -1).any():
+        raise ValueError("masks: −1 (unknown) must fill an image's whole mask; some images mix −1 with 0/1 pixels.")
+    return _binary(masks, 'masks'), maps, known
+
+def _check_defect_masks(labels, masks, known):
+    "Refuse a defective image whose known mask marks no pixel: the trace of an unknown (−1) mask thresholded to 'all good'."
+    empty = labels[known] & ~masks.any((1, 2))                    # (n,)
+    if empty.any():
+        raise ValueError(f"images {np.flatnonzero(known)[empty][:5].tolist()} are labelled defective but their masks mark no "
+                         "pixel. Pass masks as the data gives them, −1 on a defective image without a mask (unknown): "
+                         "`mask > 0.5` turns unknown into 'no defect'. A truly normal image should be labelled 0.")
 
 def _labels_and_scores(labels, scores):
     "Check and return (labels bool (N,), scores float (N,))."
@@ -173,7 +187,7 @@ def au_pro(masks, maps, fpr_limit: float = 0.3, method: str = 'official', n_thre
     method='official': exact curve over every distinct score, interpolated at the limit (MVTec AD evaluation code).
     method='ader': the MambaAD/ADer approximation (`n_thresholds` grid, min-max rescaled FPR), for comparison."""
     if not 0 < fpr_limit <= 1: raise ValueError(f"fpr_limit must be in (0, 1], got {fpr_limit}.")
-    masks, maps = _maps_and_masks(masks, maps)
+    masks, maps, _ = _maps_and_masks(masks, maps)
     if method == 'official': return _au_pro_official(masks, maps, fpr_limit)
     if method == 'ader': return _au_pro_ader(masks, maps, fpr_limit, n_thresholds)
     raise ValueError(f"method must be 'official' or 'ader', got {method!r}.")
@@ -181,7 +195,7 @@ def au_pro(masks, maps, fpr_limit: float = 0.3, method: str = 'official', n_thre
 # %% ../nbs/08_metrics.ipynb #a59cf2de
 def pro_curve(masks, maps) -> tuple[np.ndarray, np.ndarray]:
     "The exact (FPR, PRO) curve of a category, over all distinct thresholds (for plotting and inspection)."
-    masks, maps = _maps_and_masks(masks, maps)
+    masks, maps, _ = _maps_and_masks(masks, maps)
     curve = _pro_curve(masks, maps)
     if curve is None: raise ValueError("masks have no defect region (or no defect-free pixel): the PRO curve is undefined.")
     return curve
@@ -190,11 +204,12 @@ def pro_curve(masks, maps) -> tuple[np.ndarray, np.ndarray]:
 def pixel_metrics(masks, maps, fpr_limit: float = 0.3, pro_method: str = 'official', f1_method: str = 'curve',
                   n_thresholds: int = 100) -> dict:
     """Pixel-level AUROC, AP, F1-max and AU-PRO of one category (MambaAD §4.1) as fractions:
-    dict(pixel_AUROC, pixel_AP, pixel_F1max, pixel_AUPRO). masks, maps: (N, H, W) or (N, 1, H, W).
+    dict(pixel_AUROC, pixel_AP, pixel_F1max, pixel_AUPRO). masks, maps: (N, H, W) or (N, 1, H, W); images whose
+    mask is −1 (unknown) are left out.
     pro_method 'official'|'ader' (see `au_pro`); f1_method 'curve' (full PR curve) | 'ader' (21 thresholds)."""
     if f1_method not in ('curve', 'ader'): raise ValueError(f"f1_method must be 'curve' or 'ader', got {f1_method!r}.")
     if pro_method not in ('official', 'ader'): raise ValueError(f"pro_method must be 'official' or 'ader', got {pro_method!r}.")
-    masks, maps = _maps_and_masks(masks, maps)
+    masks, maps, _ = _maps_and_masks(masks, maps)
     pos, neg_sorted = maps[masks], _sorted_negatives(masks, maps) # (P,), (N_-,) ascending
     m = _curve_metrics(pos, neg_sorted)
     if f1_method == 'ader' and len(pos) and len(neg_sorted):
@@ -210,26 +225,31 @@ METRIC_NAMES = ('image_AUROC', 'image_AP', 'image_F1max', 'pixel_AUROC', 'pixel_
 def anomaly_report(categories, labels, scores, masks, maps, **pixel_kwargs) -> pd.DataFrame:
     """Per-category image and pixel metrics plus mAD (mean of the seven), and a final 'mean' row over categories.
     categories: (N,) names; labels, scores: (N,); masks, maps: (N, H, W) or (N, 1, H, W). `pixel_kwargs` go to
-    `pixel_metrics`. A metric undefined for a category is NaN (with a warning) and makes the mean NaN too."""
+    `pixel_metrics`. A metric undefined for a category is NaN (with a warning) and makes the mean NaN too. Masks −1
+    on a whole image (unknown) leave it out of the pixel metrics; the columns `images`, `pixel_images` count both."""
     categories = np.asarray(_to_numpy(categories, 'categories')).astype(str).ravel()
     labels, scores = _labels_and_scores(labels, scores)
-    masks, maps = _maps_and_masks(masks, maps)
-    if not len(categories) == len(labels) == len(masks):
-        raise ValueError(f"categories ({len(categories)}), labels/scores ({len(labels)}) and masks/maps ({len(masks)}) "
+    masks, maps, known = _maps_and_masks(masks, maps)                # (n, H, W) known masks only; known (N,)
+    if not len(categories) == len(labels) == len(known):
+        raise ValueError(f"categories ({len(categories)}), labels/scores ({len(labels)}) and masks/maps ({len(known)}) "
                          "must all have one entry per test image.")
+    _check_defect_masks(labels, masks, known)
     rows = {}
     for cat in dict.fromkeys(categories):                           # order of first appearance
         sel = categories == cat
-        rows[cat] = {**image_metrics(labels[sel], scores[sel]), **pixel_metrics(masks[sel], maps[sel], **pixel_kwargs)}
+        rows[cat] = {**image_metrics(labels[sel], scores[sel]), **pixel_metrics(masks[sel[known]], maps[sel[known]], **pixel_kwargs)}
     df = pd.DataFrame.from_dict(rows, orient='index', columns=list(METRIC_NAMES))
     df['mAD'] = df[list(METRIC_NAMES)].mean(axis=1, skipna=False)
     df.loc['mean'] = df.mean(axis=0, skipna=False)
+    df['images'] = [*(int((categories == c).sum()) for c in rows), len(categories)]
+    df['pixel_images'] = [*(int((categories[known] == c).sum()) for c in rows), int(known.sum())]
     df.index.name = 'category'
     return df
 
 def percent(report: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
-    "The report in percent, rounded, as in the papers' tables."
-    return (report * 100).round(digits)
+    "The report in percent, rounded, as in the papers' tables (the image counts as they are)."
+    pct = [c for c in report.columns if c in METRIC_NAMES or c == 'mAD']
+    return report.assign(**{c: (report[c] * 100).round(digits) for c in pct})
 
 # %% ../nbs/08_metrics.ipynb #e8a4c512
 def classification_metrics(y_true, y_pred, n_classes: int|None = None) -> dict:
@@ -267,14 +287,15 @@ def _display_image(image) -> np.ndarray:
     return img
 
 def plot_anomaly_overlay(image, amap, mask=None, ax=None, alpha=0.5, vmin=None, vmax=None, title=None):
-    "The image with the anomaly map as a translucent heat map and the ground-truth defect outlined (green)."
+    "The image with the anomaly map as a translucent heat map and the ground-truth defect outlined (green; none if −1, unknown)."
     ax = ax or plt.subplots(figsize=(3, 3))[1]
     img, amap = _display_image(image), _scores(amap, 'amap').squeeze()
     if amap.shape != img.shape[:2]: raise ValueError(f"amap {amap.shape} and image {img.shape[:2]} differ in size; resize the map.")
     ax.imshow(img, cmap='gray' if img.ndim == 2 else None)
     ax.imshow(amap, cmap='jet', alpha=alpha, vmin=vmin, vmax=vmax)
-    if mask is not None and _binary(mask, 'mask').squeeze().any():
-        ax.contour(_binary(mask, 'mask').squeeze(), levels=[0.5], colors='lime', linewidths=1.2)
+    mask = None if mask is None else _to_numpy(mask, 'mask').squeeze()
+    if mask is not None and not (mask == -1).all() and _binary(mask, 'mask').any():     # −1: unknown, nothing to outline
+        ax.contour(_binary(mask, 'mask'), levels=[0.5], colors='lime', linewidths=1.2)
     ax.set_axis_off()
     if title: ax.set_title(title, fontsize=9)
     return ax
@@ -338,7 +359,7 @@ def plot_report_bars(report: pd.DataFrame, metrics=None, ax=None):
 # %% ../nbs/08b_ader_metrics.ipynb #a8f3f73d
 def ader_pro_points(masks, maps, n_thresholds: int = 100) -> tuple[np.ndarray, np.ndarray]:
     "The (FPR, PRO) points of the MambaAD/ADer grid, thresholds rising from min to max of the maps (before rescaling)."
-    masks, maps = _maps_and_masks(masks, maps)
+    masks, maps, _ = _maps_and_masks(masks, maps)                 # images with unknown (−1) masks left out
     return _ader_points(masks, maps, n_thresholds, _sorted_negatives(masks, maps))
 
 def _ader_points(masks, maps, n_thresholds, neg_sorted):

@@ -121,7 +121,7 @@ class AnomalyMetrics(Callback):
         maps, scores, masks, labels, cats = [torch.cat(t) for t in zip(*self.parts)]
         names = getattr(self.dls, 'categories', None)
         cats = [names[i] for i in cats.tolist()] if names is not None else [str(i) for i in cats.tolist()]
-        self.report = anomaly_report(cats, labels.numpy(), scores.numpy(), masks.numpy() > 0.5, maps.numpy(), **self.pixel_kwargs)
+        self.report = anomaly_report(cats, labels.numpy(), scores.numpy(), masks.numpy(), maps.numpy(), **self.pixel_kwargs)   # −1: unknown
         self.history.append(self.report); self.parts = []
 
 # %% ../nbs/09b_training.ipynb #ee703096
@@ -253,11 +253,12 @@ def predict(model, images, size=None, bs=8):
 @torch.no_grad()
 def collect_maps(model, dl, distance=None) -> tuple:
     """`model`'s maps (N, H, W) and scores (N,) over `dl` (batches (image, mask, label, category index)), with the masks
-    (N, H, W) bool, labels (N,) and category indices (N,), all on the CPU."""
+    (N, H, W) as the data gives them (1 defect, 0 good, −1 on an image whose mask is unknown: never thresholded, so
+    `anomaly_report` and `calibrate` can leave it out), labels (N,) and category indices (N,), all on the CPU."""
     parts, device = [], next(model.parameters(), torch.zeros(0)).device
     for x, mask, label, cat in dl:
         maps, scores = model.anomaly_maps(x.to(device), distance)                 # (B, H, W), (B,)
-        parts.append((maps.cpu(), scores.cpu(), mask.reshape(maps.shape).cpu() > 0.5, label.cpu(), cat.cpu()))
+        parts.append((maps.cpu(), scores.cpu(), mask.reshape(maps.shape).cpu(), label.cpu(), cat.cpu()))
     return tuple(torch.cat(t) for t in zip(*parts))
 
 def evaluate(model, dl, distance=None, categories=None, **pixel_kwargs):

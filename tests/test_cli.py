@@ -214,3 +214,17 @@ def test_non_square_size_and_tiled_prediction(isolated, tiny_data, tmp_path, cap
         assert doc['tile'] == bool(extra) and doc['counts']['images'] == len(list(folder.rglob('*.png')))
     assert main(['train', 'knn', '--data', str(tiny_data), '--size', '64', '96', '128']) == 2
     assert 'give one side S or two sides H W' in capsys.readouterr().err
+
+
+def test_defective_images_without_masks_count_for_image_metrics_only(isolated, tiny_data, capsys):
+    "A line's folder rarely has masks: a defective image without one is scored, left out of the pixel metrics, and the report says so."
+    (tiny_data/'brick'/'ground_truth'/'crack'/'000_mask.png').unlink()
+    (tiny_data/'brick'/'validation_ground_truth'/'hole'/'000_mask.png').unlink()
+    code = main(['train', 'knn', '--data', str(tiny_data), '--size', str(TINY['size']), '--bs', str(TINY['bs'])])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    md = open(_printed(out.out, 'report')).read()
+    assert '- **without_masks**: 1 defective images without masks: counted in the image metrics, left out of the pixel metrics' in md
+    metrics = open(os.path.join(os.path.dirname(_printed(out.out, 'report')), 'metrics.csv')).read().splitlines()
+    header, mean = metrics[0].split(','), dict(zip(metrics[0].split(','), metrics[-1].split(',')))
+    assert 'pixel_images' in header and float(mean['images']) - float(mean['pixel_images']) == 1

@@ -43,8 +43,14 @@ def test_missing_split(mvtec):
 
 
 def test_image_without_mask(mvtec):
+    "A defective image without its mask is accepted: mask unknown (−1 everywhere), never 'all good'; the others keep theirs."
     (mvtec/'widget'/'ground_truth'/'dent'/'001_mask.png').unlink()
-    with pytest.raises(FileNotFoundError, match="has no mask: expected .*001_mask.png"): MVTecDataset(mvtec, split='test')
+    ds = MVTecDataset(mvtec, split='test')
+    assert [(r['mask_path'] is None, r['mask_known']) for r in ds.records] == [(False, True), (True, False), (True, True)]
+    assert ds[1]['label'] == 1 and (ds[1]['mask'] == -1).all() and ds[1]['mask'].shape == (1, 16, 16)
+    assert (ds[0]['mask'] == 1).all() and (ds[2]['mask'] == 0).all()
+    png(mvtec/'widget'/'ground_truth'/'dent'/'001_mask.png', value=0)          # a mask that marks nothing: refused
+    with pytest.raises(ValueError, match="marks no pixel: outline the defect, or delete the mask"): MVTecDataset(mvtec, split='test')[1]
 
 
 def test_mask_without_image(mvtec):
@@ -101,7 +107,8 @@ def test_visa_missing_split_file(visa):
 
 def test_visa_missing_mask_and_image(visa):
     (visa/'pcb'/'Data'/'Masks'/'Anomaly'/'000.png').unlink()
-    with pytest.raises(FileNotFoundError, match="has no mask"): VisADataset(visa, split='test')
+    with pytest.raises(FileNotFoundError, match="000.png listed in row 3 .* does not exist: restore it, or empty the row's mask column"):
+        VisADataset(visa, split='test')
     (visa/'pcb'/'Data'/'Images'/'Normal'/'0000.JPG').unlink()
     with pytest.raises(FileNotFoundError, match="does not exist: restore it"): VisADataset(visa, split='train')
 
@@ -149,7 +156,8 @@ def test_visa_split_file_errors(visa):
     lines = f.read_text().splitlines()
     i_anom = next(i for i, l in enumerate(lines) if ',anomaly,' in l)
     f.write_text('\n'.join(lines[:i_anom] + [lines[i_anom].rsplit(',', 1)[0] + ','] + lines[i_anom+1:]))
-    with pytest.raises(FileNotFoundError, match="has no mask"): VisADataset(visa, split='test')
+    ds = VisADataset(visa, split='test')                               # an empty mask column: accepted, mask unknown
+    assert ds.records[0]['mask_known'] is False and ds[0]['label'] == 1 and (ds[0]['mask'] == -1).all()
     f.write_text('\n'.join(lines[:1] + [lines[1].replace('.JPG', '_gone.JPG')] + lines[2:]))
     with pytest.raises(FileNotFoundError, match="does not exist: restore it or remove the row"): VisADataset(visa, split='train')
     f.write_text('\n'.join(['obj,split,label,image,mask'] + lines[1:]))

@@ -5,7 +5,7 @@ import pytest
 import sklearn.metrics as skm
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
-from ssm_defects.metrics import image_metrics, pixel_metrics, au_pro, classification_metrics
+from ssm_defects.metrics import image_metrics, pixel_metrics, au_pro, classification_metrics, anomaly_report, METRIC_NAMES
 
 scores_st = arrays(np.float64, st.integers(2, 60), elements=st.integers(-5, 5).map(float))  # many ties
 
@@ -56,3 +56,36 @@ def test_bad_inputs_raise_clear_errors(call, message):
 def test_single_class_is_nan_with_warning():
     with pytest.warns(UserWarning, match='only one class'):
         assert np.isnan(image_metrics([1, 1], [0.1, 0.2])['image_AUROC'])
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_unknown_masks_left_out_of_pixel_metrics_only(seed):
+    "Images whose mask is −1 (unknown) count for the image metrics and for no pixel metric (official and ADer variants)."
+    rng = np.random.default_rng(seed)
+    n = 12; labels = np.arange(n) % 2 == 1                          # odd images defective
+    masks = np.zeros((n, 10, 10)); masks[labels, 2:5, 3:7] = 1
+    maps = rng.random((n, 10, 10)) + masks * rng.random()
+    scores = maps.max((1, 2)); cats = np.array(['a', 'b'] * 6)[np.argsort(rng.random(n))]
+    unknown = labels & (rng.random(n) < 0.5); unknown[1] = True; unknown[3] = False   # some, not all, defective images
+    raw = np.where(unknown[:, None, None], -1., masks)
+    for kw in ({}, dict(pro_method='ader', f1_method='ader')):
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            got = anomaly_report(cats, labels, scores, raw, maps + 9 * unknown[:, None, None], **kw)   # unknown maps: anything
+            sub = anomaly_report(cats[~unknown], labels[~unknown], scores[~unknown], masks[~unknown], maps[~unknown], **kw)
+            full = anomaly_report(cats, labels, scores, masks, maps, **kw)
+        pix = [c for c in METRIC_NAMES if c.startswith('pixel')]; img = [c for c in METRIC_NAMES if c.startswith('image')]
+        assert np.allclose(got[pix].loc[sub.index].to_numpy(float), sub[pix].to_numpy(float), equal_nan=True)
+        assert np.allclose(got[img].to_numpy(float), full[img].to_numpy(float), equal_nan=True)
+        assert got.loc['mean', 'images'] == n and got.loc['mean', 'pixel_images'] == n - unknown.sum()
+
+def test_thresholded_unknown_masks_are_refused():
+    "`mask > 0.5` on an unknown (−1) mask makes a defective image look defect-free: refused, not silently 'all good'."
+    masks = np.zeros((4, 8, 8)); masks[2, 1:3, 1:3] = 1; masks[3] = -1
+    labels, maps = np.array([0, 0, 1, 1]), np.random.default_rng(0).random((4, 8, 8))
+    anomaly_report(['a'] * 4, labels, maps.max((1, 2)), masks, maps)                       # raw masks: fine
+    for thresholded in (masks > 0.5, (masks > 0.5).astype(np.float32), np.clip(masks, 0, 1)):
+        with pytest.raises(ValueError, match=r"images \[3\] are labelled defective but their masks mark no pixel"):
+            anomaly_report(['a'] * 4, labels, maps.max((1, 2)), thresholded, maps)
+    with pytest.raises(ValueError, match="must fill an image's whole mask"):
+        pixel_metrics(np.where(masks == 1, -1, masks), maps)
