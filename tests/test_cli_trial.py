@@ -107,3 +107,18 @@ def test_config_repeats_a_run(isolated, tiny_data, capsys):
     second = [p for p in (isolated/'checkpoints').glob('*-config.json') if p != first][0]
     assert json.loads(second.read_text()) == json.loads(first.read_text())
     fails_with(capsys, 'train', 'pyramid', '--config', first, contains="is a run of 'mambaad', not 'pyramid'")
+
+
+def test_tensorboard_without_the_package_says_how_to_get_it(isolated, tiny_data, monkeypatch, capsys):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *a: None if name == 'tensorboard' else real(name, *a))
+    fails_with(capsys, *TRAIN, '--data', tiny_data, '--epochs', 1, '--tensorboard', contains='pip install tensorboard')
+
+
+@pytest.mark.skipif(__import__('importlib').util.find_spec('tensorboard') is None, reason="tensorboard not installed")
+def test_tensorboard_logs_every_epoch(isolated, tiny_data, capsys):
+    code, out = run(capsys, *TRAIN, '--data', tiny_data, '--epochs', 2, '--tensorboard')
+    assert code == 0, out.err
+    logs = list((isolated/'reports').glob('*-tensorboard/**/events.out.tfevents.*'))
+    assert logs and all(p.stat().st_size > 0 for p in logs)
