@@ -459,6 +459,7 @@ def train_options(name, data=None, categories=None, size=None, epochs=None, bs=N
                 seed=load_settings().seed if seed is None else seed, backbone=backbone,
                 weights=None if weights is None else str(weights), metrics=metrics or 'official', max_false_reject=max_false_reject)
 
+# %% ../nbs/13a_cli_training.ipynb #53ea0284
 RUN_KEEPS = ('categories', 'size', 'bs', 'lr', 'preset', 'seed', 'backbone', 'weights', 'metrics')   # fixed for a run
 
 def resume_options(name, resume, given) -> tuple:
@@ -498,6 +499,7 @@ def tensorboard_callback(folder):
     from fastai.callback.tensorboard import TensorBoardCallback
     return TensorBoardCallback(log_dir=str(folder), trace_model=False, log_preds=False)
 
+# %% ../nbs/13a_cli_training.ipynb #83975722
 def run_learner(name, dls, model, opts, cbs, best) -> tuple:
     """(Learner, fit) for model `name` with callbacks `cbs` (the first is the run's `RunState`): anomaly models keep the
     best validation epoch at `best` (None: no selection, as in a distributed run); MemoryMamba: chapter 10's one cycle."""
