@@ -33,10 +33,11 @@ def patch_features(feats) -> torch.Tensor:
 
 # %% ../nbs/11b_baselines.ipynb #85cbbc1a
 def nearest_distance(queries: torch.Tensor, memory: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-    "Euclidean distance of each query (N, D) to its nearest row of `memory` (M, D) → (N,), `chunk` queries at a time."
+    """Euclidean distance of each query (N, D) to its nearest row of `memory` (M, D) → (N,), `chunk` queries at a time
+    (all at once while `torch.export` traces: a loop over chunks would fix the batch size in the exported graph)."""
     m2 = memory.pow(2).sum(1)                                                   # (M,)
     out = []
-    for q in queries.split(chunk):                                              # (n, D)
+    for q in (queries,) if torch.compiler.is_exporting() else queries.split(chunk):   # (n, D)
         d2 = q.pow(2).sum(1, keepdim=True) - 2 * q @ memory.T + m2              # (n, M) squared distances
         out.append(d2.min(1).values.clamp_min(0).sqrt())                        # (n,)
     return torch.cat(out)                                                       # (N,)

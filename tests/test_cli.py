@@ -4,7 +4,7 @@ import pytest
 from cli_fixtures import isolated, trained, tiny_data, copy_tiny, TINY
 from ssm_defects.cli import main, parser
 
-COMMANDS = ['demo', 'train', 'evaluate', 'predict', 'export']
+COMMANDS = ['demo', 'train', 'evaluate', 'predict', 'export', 'benchmark']
 
 
 @pytest.mark.parametrize('command', COMMANDS)

@@ -26,3 +26,18 @@ def test_workers_and_progress_bar_give_the_same_predictions(tmp_path):
     assert drop(docs[0]['records']) == drop(docs[1]['records'])
     assert docs[1]['counts'] == dict(images=13, NG=4, OK=9, skipped=1)
     assert docs[1]['skipped'][0]['path'].endswith('broken.png')
+
+
+def test_csv_writer_writes_what_pandas_writes(tmp_path):
+    "`_write_csv` (csv module, no pandas) gives the bytes of `DataFrame.to_csv` on the same records."
+    import pandas as pd
+    from ssm_defects.verdicts import _write_csv, CSV_COLUMNS
+    g = np.random.default_rng(0)
+    records = [dict(path=f'/a b/c,"d"{i}.png', label='NG' if i % 2 else 'OK', score=float(np.float32(g.random() * 10. ** g.integers(-8, 8))),
+                    normalized_score=float(g.random()) if i % 3 else 1.0, threshold=float(np.float32(0.3)), area_px=7 * i,
+                    boxes=[[1, 2, 3, 4], [5, 6, 7, 8]] if i % 2 else [], heatmap=f'x{i}_heatmap.png', mask=f'm{i}.png' if i % 2 else '',
+                    latency_ms=1000 * g.random() / 3) for i in range(50)]
+    for recs in (records, []):
+        _write_csv(tmp_path/'ours.csv', recs)
+        pd.DataFrame(recs, columns=list(CSV_COLUMNS)).assign(boxes=[json.dumps(r['boxes']) for r in recs]).to_csv(tmp_path/'pandas.csv', index=False)
+        assert (tmp_path/'ours.csv').read_bytes() == (tmp_path/'pandas.csv').read_bytes()
