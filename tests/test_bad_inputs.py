@@ -128,11 +128,14 @@ def test_float_image_refused(trained, tmp_path, capsys):
 # --- checkpoints -------------------------------------------------------------------------------------------------
 
 def test_checkpoint_from_another_model(trained, tmp_path, capsys):
-    "A classifier checkpoint given to export, and one whose config does not fit the installed class, get clear errors."
+    "A classifier checkpoint exports as a classifier; given to evaluate on anomaly data, or with a config that does not fit the installed class, it gets clear errors."
     from ssm_defects.memorymamba import MemoryMamba
     from ssm_defects.training import save_checkpoint
     classifier = save_checkpoint(MemoryMamba(6, 'tiny', classes=list('abcdef')), tmp_path/'memorymamba.pth', dict(size=64))
-    fails_with(capsys, 'export', classifier, '--out', tmp_path/'m.onnx', contains='not an anomaly detector')
+    assert main(['export', str(classifier), '--out', str(tmp_path/'m.onnx')]) == 0             # MemoryMamba exports too (chapter 14)
+    import onnx
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path/'m.onnx')).metadata_props}
+    assert meta['kind'] == 'classification' and json.loads(meta['classes']) == list('abcdef')
     fails_with(capsys, 'evaluate', classifier, '--data', trained['data'], contains="are not among the checkpoint's classes")
     broken = tmp_path/'broken.pth'
     torch.save(dict(model='ssm_defects.memorymamba:MemoryMamba', config={'no_such_option': 1}, state_dict={}, metrics=None), broken)
