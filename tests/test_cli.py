@@ -228,3 +228,23 @@ def test_defective_images_without_masks_count_for_image_metrics_only(isolated, t
     metrics = open(os.path.join(os.path.dirname(_printed(out.out, 'report')), 'metrics.csv')).read().splitlines()
     header, mean = metrics[0].split(','), dict(zip(metrics[0].split(','), metrics[-1].split(',')))
     assert 'pixel_images' in header and float(mean['images']) - float(mean['pixel_images']) == 1
+
+
+def test_good_only_line_calibrates_by_false_reject_rate_and_predicts_a_mixed_folder(isolated, tmp_path, capsys):
+    "A folder of good parts only: the threshold comes from a false-reject budget; predict on good and defective parts writes OK/NG, masks and boxes."
+    data = copy_tiny(tmp_path/'line', n_train=10, defects=(), splits=())
+    code = main(['train', 'knn', '--data', str(data), '--size', str(TINY['size']), '--bs', str(TINY['bs']), '--max-false-reject', '0.5'])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    from ssm_defects.training import load_checkpoint
+    decision = load_checkpoint(_printed(out.out, 'checkpoint')).checkpoint_metrics['decision']
+    assert decision['max_false_reject'] == 0.5 and 'false-reject rate <= 0.5' in decision['image_rule']
+    mixed = tmp_path/'mixed'
+    copy_tiny(mixed, n_train=0, n_good=2, defects=('crack', 'hole'), splits=('test',))
+    assert main(['predict', _printed(out.out, 'checkpoint'), str(mixed/'brick'/'test'), '--out', str(tmp_path/'v')]) == 0
+    rows = list(csv.DictReader(open(tmp_path/'v'/'predictions.csv')))
+    assert len(rows) == 4 and all((float(r['score']) >= decision['image_threshold']) == (r['label'] == 'NG') for r in rows)
+    for r in rows:
+        boxes = json.loads(r['boxes'])
+        assert (r['label'] == 'OK') <= (boxes == [] and r['mask'] == '')                   # OK parts: no mask, no box
+        assert all(x0 < x1 and y0 < y1 for x0, y0, x1, y1 in boxes) and (int(r['area_px']) > 0) == bool(boxes)
