@@ -13,6 +13,7 @@ weights, which do not change the cost) on a batch of 8 at 256², fp32, inference
     python kernels/profile_mambaad.py                       # writes kernels/results/profile_mambaad.md
     python kernels/profile_mambaad.py --batch 2 --size 128  # a quicker check
     python kernels/profile_mambaad.py --backend ref         # another scan backend (default: settings.ini's)
+    python kernels/profile_mambaad.py --unfused             # SS2D without the fused CPU kernel (chapter 05b)
 """
 import argparse, datetime, platform, resource, sys, time
 from collections import Counter
@@ -21,7 +22,6 @@ from pathlib import Path
 import torch
 from torch.profiler import profile, record_function, ProfilerActivity
 
-import ssm_defects.blocks as blocks
 from ssm_defects.blocks import SS2D
 from ssm_defects.mambaad import MambaAD
 
@@ -34,17 +34,14 @@ def parse_args():
     p.add_argument('--size', type=int, default=256)
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--backend', default=None, help='scan backend passed to every SS2D (default: settings / auto)')
+    p.add_argument('--unfused', action='store_true', help='SS2D(fused=False): gathers, scan operator, decode')
     p.add_argument('--warmup', type=int, default=1, help='untimed forward passes first (compilation, caches)')
     p.add_argument('--out', type=Path, default=RESULTS)
     return p.parse_args()
 
 
-def label_scans():
-    "Wrap the selective_scan that SS2D calls in a profiler label, so scans are timed whatever the backend's op names."
-    inner = blocks.selective_scan
-    def labelled(*args, **kwargs):
-        with record_function('selective_scan'): return inner(*args, **kwargs)
-    blocks.selective_scan = labelled
+# The scans' operators: chapter 02b's (every backend runs inside it) and the fused direction scan of chapter 05b.
+SCAN_OPS = ('ssm_defects::selective_scan', 'ssm_defects::fused_direction_scan')
 
 
 def scan_shapes(model, x):
@@ -93,12 +90,11 @@ def main():
     a = parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    kwargs = {} if a.backend is None else dict(ss2d_kwargs=dict(backend=a.backend))
-    model = MambaAD(**kwargs).eval()
+    ss2d_kwargs = ({} if a.backend is None else dict(backend=a.backend)) | (dict(fused=False) if a.unfused else {})
+    model = MambaAD(ss2d_kwargs=ss2d_kwargs).eval()
     x = torch.randn(a.batch, 3, a.size, a.size)
     shapes = scan_shapes(model, x[:1])
     shapes = Counter({(a.batch, *s[1:]): n for s, n in shapes.items()})
-    label_scans()
     with torch.no_grad():
         for _ in range(a.warmup): forward_labelled(model, x)
         t0 = time.perf_counter()
@@ -107,11 +103,12 @@ def main():
         wall = time.perf_counter() - t0
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # MB (Linux reports kB)
     floor, floor_rows = exp_floor(shapes)
-    sec = {k: event_seconds(prof, k)[0] for k in ('forward', 'encoder', 'bottleneck', 'decoder', 'selective_scan')}
-    n_scans = event_seconds(prof, 'selective_scan')[1]
+    sec = {k: event_seconds(prof, k)[0] for k in ('forward', 'encoder', 'bottleneck', 'decoder')}
+    sec['selective_scan'] = sum(event_seconds(prof, k)[0] for k in SCAN_OPS)
+    n_scans = sum(event_seconds(prof, k)[1] for k in SCAN_OPS)
     per_img = {k: v / a.batch for k, v in sec.items()}
     dense = per_img['decoder'] - per_img['selective_scan']
-    scan_ev = [e for e in prof.key_averages() if e.key == 'selective_scan']
+    scan_ev = [e for e in prof.key_averages() if e.key in SCAN_OPS]
     scan_mem = sum(e.cpu_memory_usage for e in scan_ev if e.cpu_memory_usage > 0)   # bytes allocated inside the scans (incl. outputs)
     largest = 4 * max(s[0] * s[1] * s[2] * s[3] * s[4] for s in shapes)
     elements = sum(s[0] * s[1] * s[2] * s[3] * s[4] * n for s, n in shapes.items())
@@ -129,7 +126,8 @@ def main():
         "(absolute times move with the machine's load; the ratios much less).",
         "",
         f"`MambaAD()` (ResNet34, depths (3, 4, 6, 3), Hilbert, 8 directions), batch {a.batch}, {a.size}², fp32, "
-        f"no_grad, scan backend {backend}; {n_scans} selective-scan calls.",
+        f"no_grad, scan backend {backend}, SS2D {'unfused' if a.unfused else 'fused where the C kernel runs'}; "
+        f"{n_scans} scan operator calls (the fused one includes Δ's softplus and the direction sum).",
         "",
         "| part | s / image | share of forward |",
         "|---|---|---|",
@@ -154,7 +152,7 @@ def main():
     lines += ["", f"Wall time of the profiled forward: {wall:.2f} s.", "",
               "Operators with the most self CPU time (whole forward):", "",
               "| operator | self CPU s / image | calls |", "|---|---|---|"]
-    ops = sorted((e for e in prof.key_averages() if e.key not in ('forward', 'encoder', 'bottleneck', 'decoder', 'selective_scan')),
+    ops = sorted((e for e in prof.key_averages() if e.key not in ('forward', 'encoder', 'bottleneck', 'decoder')),
                  key=lambda e: -e.self_cpu_time_total)[:10]
     lines += [f"| `{e.key}` | {e.self_cpu_time_total / 1e6 / a.batch:.3f} | {e.count} |" for e in ops]
     text = '\n'.join(lines) + '\n'

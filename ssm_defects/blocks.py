@@ -17,6 +17,7 @@ from torch import nn
 from fastcore.basics import patch
 from .scan import selective_scan
 from .curves import encode, decode, direction_ids, METHODS
+from .fused_scan import fused_direction_scan, use_fused
 
 # %% ../nbs/05_blocks.ipynb #90701b6d
 class DropPath(nn.Module):
@@ -63,14 +64,15 @@ class SS2D(nn.Module):
     """2D selective scan (MambaAD eq. 8, VMamba SS2D), channels-last: (B, H, W, d_model) → (B, H, W, d_model).
     The map is read along `directions` (1, 2, 4, 8 or a tuple of ids, see `curves.direction_ids`) of the curve
     `scan`; each direction has its own x_proj, dt_proj, A_log and D; all run in one `selective_scan` call with
-    `backend` (None: the scan's default from settings.ini). `gate=False` drops the SiLU(z) gate (VMamba's
-    'no z' variant, used by MemoryMamba): in_proj then maps C → d_inner only."""
+    `backend` (None: the scan's default from settings.ini), fused into one C kernel on CPU (chapter 05b) unless
+    `fused=False`. `gate=False` drops the SiLU(z) gate (VMamba's 'no z' variant, used by MemoryMamba): in_proj
+    then maps C → d_inner only."""
     def __init__(self, d_model, d_state=16, expand=2, d_conv=3, dt_rank='auto', scan='hilbert', directions=8,
-                 backend=None, gate=True):
+                 backend=None, gate=True, fused=True):
         super().__init__()
         if scan not in METHODS: raise ValueError(f"SS2D: unknown scan {scan!r}; choose one of {METHODS}")
         if d_conv % 2 == 0: raise ValueError(f"SS2D: d_conv must be odd to keep the map size, got {d_conv}")
-        self.scan, self.directions, self.backend, self.gate = scan, directions, backend, gate
+        self.scan, self.directions, self.backend, self.gate, self.fused = scan, directions, backend, gate, fused
         K = len(direction_ids(directions))
         self.d_model, self.d_state, self.d_inner = d_model, d_state, int(expand * d_model)
         self.dt_rank = math.ceil(d_model / 16) if dt_rank == 'auto' else dt_rank
@@ -99,6 +101,9 @@ class SS2D(nn.Module):
 @patch
 def scan_map(self: SS2D, x):
     "Scan an activated inner map in all directions and sum them: (B, d_inner, H, W) → (B, d_inner, H, W)."
+    if self.fused and use_fused(self.backend, x, self.d_state):                   # chapter 05b: one C kernel
+        return fused_direction_scan(x, self.scan, self.directions, self.x_proj_weight, self.dt_proj_weight,
+                                    self.dt_proj_bias, self.A_log, self.D)
     b, d, h, w = x.shape
     K, N, R, L = self.n_directions, self.d_state, self.dt_rank, h * w
     xs = encode(x, self.scan, self.directions)                                  # (B, K, D, L)

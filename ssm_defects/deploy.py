@@ -15,7 +15,7 @@ import numpy as np, pandas as pd
 import torch, torch.nn as nn
 from .settings import atomic_write
 from .data import IMAGENET_MEAN, IMAGENET_STD
-from .inferencer import Inferencer
+from .inferencer import Inferencer, input_shape
 
 # %% ../nbs/14_deploy.ipynb #bc41feee
 def as_unit_images(image) -> torch.Tensor:
@@ -53,10 +53,13 @@ class ClassifierGraph(nn.Module):
 def deploy_graph(model, decision=None) -> tuple:
     """(module, output names, metadata) of `model`'s graph: `AnomalyGraph` with `decision` (default: the one in the
     checkpoint's metrics, if any) for an anomaly detector, `ClassifierGraph` with the class names for MemoryMamba."""
-    meta = dict(model=type(model).__name__, config=json.dumps(getattr(model, 'config', {})),
-                input='image: uint8 RGB (batch, size, size, 3), resized bilinearly (Pillow) to size x size')
+    meta = dict(model=type(model).__name__, config=json.dumps(getattr(model, 'config', {})))
     if hasattr(model, 'maps_from'):
         decision = decision or (getattr(model, 'checkpoint_metrics', None) or {}).get('decision')
+        if (decision or {}).get('tiling'):
+            raise ValueError(f"the decision was calibrated on tiles ({decision['tiling']}), but the graph scores whole images "
+                             "resized to the model's input: calibrate one on resized validation images (`calibrate_on`, or "
+                             "`ssm-defects calibrate CHECKPOINT` without --tile) and export with it.")
         names = ['anomaly_map', 'score'] + (['normalized_score', 'label', 'mask'] if decision else [])
         return AnomalyGraph(model, decision).eval(), names, dict(meta, kind='anomaly', decision=json.dumps(decision))
     classes = model.config.get('classes') or [str(i) for i in range(model.config['n_classes'])]
@@ -65,10 +68,14 @@ def deploy_graph(model, decision=None) -> tuple:
 # %% ../nbs/14_deploy.ipynb #35bb8bbc
 def export_onnx(model, path, size, decision=None) -> Path:
     """Export `model` (an anomaly detector or MemoryMamba) as one ONNX graph (`deploy_graph`) taking uint8 images
-    (batch, `size`, `size`, 3) with a dynamic batch, to `path`, atomically; metadata: kind, input_size, decision or classes, config."""
+    (batch, h, w, 3) of `size` (a side, or (h, w)) with a dynamic batch, to `path`, atomically; metadata: kind,
+    input_size (the side, or [h, w]), input, decision or classes, config."""
     import onnx
     graph, names, meta = deploy_graph(model, decision)
-    x = torch.zeros(2, size, size, 3, dtype=torch.uint8)                    # batch 2: a batch of 1 is recorded as a constant
+    h, w = input_shape(size)
+    meta |= dict(input_size=json.dumps(int(size) if np.ndim(size) == 0 else [h, w]),
+                 input=f'image: uint8 RGB (batch, {h}, {w}, 3), resized bilinearly (Pillow) to {w} x {h} px (W x H)')
+    x = torch.zeros(2, h, w, 3, dtype=torch.uint8)                          # batch 2: a batch of 1 is recorded as a constant
     def write(tmp):
         with torch.no_grad(), warnings.catch_warnings():
             warnings.filterwarnings('ignore', message='The tensor attributes')    # MemoryMamba's training-loss inputs: not outputs
@@ -78,7 +85,7 @@ def export_onnx(model, path, size, decision=None) -> Path:
         m = onnx.load(str(tmp))
         if m.graph.input[0].type.tensor_type.shape.dim[0].dim_param != 'batch':
             raise RuntimeError(f"{type(model).__name__}: an operation of the model fixed the batch size while exporting; make it shape-independent.")
-        for k, v in dict(meta, input_size=str(size)).items(): m.metadata_props.add(key=k, value=v)
+        for k, v in meta.items(): m.metadata_props.add(key=k, value=v)
         onnx.save(m, str(tmp))
     return atomic_write(path, write)
 
@@ -102,8 +109,8 @@ def engines(model, path, threads, decision=None) -> dict:
 
 # %% ../nbs/14_deploy.ipynb #9136b8b2
 def benchmark(model, size, batch_sizes=(1, 8), runs=7, warmup=2, threads=None, decision=None) -> pd.DataFrame:
-    """ms/image and images/s of `model` at `size` × `size` per engine (`engines`; the ONNX graph is exported to a
-    temporary folder) and batch size: `median_ms` of `runs` calls after `warmup`, on `threads` threads (default: torch's)."""
+    """ms/image and images/s of `model` at `size` (a side or (h, w)) per engine (`engines`; the ONNX graph is exported
+    to a temporary folder) and batch size: `median_ms` of `runs` calls after `warmup`, on `threads` threads (default: torch's)."""
     threads, saved = threads or torch.get_num_threads(), torch.get_num_threads()
     rng, rows = np.random.default_rng(0), []
     torch.set_num_threads(threads)
@@ -111,7 +118,7 @@ def benchmark(model, size, batch_sizes=(1, 8), runs=7, warmup=2, threads=None, d
         with tempfile.TemporaryDirectory() as tmp:
             found = engines(model, export_onnx(model, Path(tmp)/'model.onnx', size, decision), threads, decision)
             for b in batch_sizes:
-                x = rng.integers(0, 256, (b, size, size, 3), dtype=np.uint8)        # (b, size, size, 3)
+                x = rng.integers(0, 256, (b, *input_shape(size), 3), dtype=np.uint8)   # (b, h, w, 3)
                 for name, run in found.items():
                     ms = median_ms(run, x, runs, warmup) / b
                     rows.append(dict(engine=name, batch=b, threads=threads, ms_per_image=ms, images_per_s=1000 / ms))

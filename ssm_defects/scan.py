@@ -19,7 +19,7 @@ from .scan_torch import (check_scan_args, selective_scan_ref, selective_scan_pla
                                    chunked_scan_bwd, _bc_layout, _bc_unlayout, _compute_dtype, _prepare_delta)
 
 # %% ../nbs/02b_scan_engineering.ipynb #549e9c35
-_SCAN_C_SOURCE = (files('ssm_defects')/'scan_kernel.c').read_text()
+_C_SOURCE = ''.join((files('ssm_defects')/f).read_text() for f in ('scan_kernel.c', 'fused_scan_kernel.c'))  # + ch. 05b
 _C_FLAGS = ['-O3', '-march=native', '-fno-math-errno', '-fassociative-math', '-fno-signed-zeros', '-fno-trapping-math',
             '-fPIC', '-shared']
 _C_NMAX, _C_CHUNK = 256, 64     # the kernel's largest N (NMAX in the source) and its checkpoint interval
@@ -46,11 +46,11 @@ def _compile_kernel(src, flags, path):
 @functools.cache
 def load_cpu_kernel():
     "The compiled C scan kernel (compiled on first use, then cached on disk), or None when no C compiler works here."
-    key = hashlib.sha256('\n'.join([_SCAN_C_SOURCE, *_C_FLAGS, _cpu_id()]).encode()).hexdigest()[:16]
+    key = hashlib.sha256('\n'.join([_C_SOURCE, *_C_FLAGS, _cpu_id()]).encode()).hexdigest()[:16]
     path = _kernel_dir()/f'scan_{key}.so'
     if not path.exists():
-        err = _compile_kernel(_SCAN_C_SOURCE, _C_FLAGS, path)
-        if err: err = _compile_kernel(_SCAN_C_SOURCE, [f for f in _C_FLAGS if f != '-march=native'], path)
+        err = _compile_kernel(_C_SOURCE, _C_FLAGS, path)
+        if err: err = _compile_kernel(_C_SOURCE, [f for f in _C_FLAGS if f != '-march=native'], path)
         if err:
             warnings.warn(f"ssm_defects.scan: could not compile the CPU scan kernel (set $CC to a C compiler); "
                           f"falling back to the chunked PyTorch scan. Compiler said: {err[-500:]}")

@@ -110,3 +110,36 @@ def test_tiles_cover_every_pixel_and_stitch_without_seams():
         def anomaly_maps(self, x): return torch.full((len(x), *x.shape[2:]), 0.7), torch.full((len(x),), 0.7)
     amap, score = tiled_anomaly_maps(Constant(), torch.rand(3, 130, 75), 32)
     assert amap.shape == (130, 75) and torch.allclose(amap, torch.tensor(0.7)) and abs(float(score) - 0.7) < 1e-6
+
+
+def _item(seed, pit):
+    "A validation item as an `AnomalyDataset` with size=None gives it: a 512 px surface (3, H, W), its pit's box as mask, label."
+    image, (x0, y0, x1, y1) = surface(seed, pit)
+    mask = torch.zeros(1, *image.shape[:2]); mask[0, y0:y1, x0:x1] = pit
+    return dict(image=image_tensor(image), mask=mask, label=pit)
+
+
+def test_tiled_calibration_separates_tiled_images_and_a_resized_decision_is_refused(tmp_path):
+    from ssm_defects.inspection import calibrate_tiled, TILE_OVERLAP
+    detector = LocalContrast()
+    decision = calibrate_tiled(detector, [_item(40 + i, i % 2) for i in range(10)], 64, bs=32)   # other surfaces than the chapter's
+    assert decision['tiling'] == dict(tile=[64, 64], overlap=TILE_OVERLAP)
+    folder = tmp_path/'line'; folder.mkdir()
+    for i in range(8): Image.fromarray(surface(60 + i, i % 2)[0]).save(folder/f'{i}.png')
+    doc = json.loads(predict_to_folder(detector, folder, tmp_path/'tiled', 64, decision, bs=32, progress=False, tile=True).read_text())
+    scores = {pit: [r['score'] for r in doc['records'] if int(r['path'][-5]) % 2 == pit] for pit in (0, 1)}
+    assert max(scores[0]) < decision['image_threshold'] <= min(scores[1])           # separates tiled good from tiled pitted
+    assert [r['label'] for r in doc['records']] == ['OK', 'NG'] * 4
+    resized = calibrate([float(detector.anomaly_maps(image_tensor(surface(40 + i, i % 2)[0], 64)[None])[1][0]) for i in range(10)],
+                        [i % 2 for i in range(10)])                                  # the same validation surfaces, resized
+    assert resized['tiling'] is None
+    with pytest.raises(ValueError, match=r"calibrated on whole images resized to the model's input, but these maps are tiles "
+                                         r"of 64 x 64 px .*calibrate_tiled.*--threshold"):
+        predict_to_folder(detector, folder, tmp_path/'wrong', 64, resized, progress=False, tile=True)
+    assert not (tmp_path/'wrong').exists()                                           # refused before any work
+    with pytest.raises(ValueError, match=r"calibrated on tiles of 64 x 64 px .*, but these maps are whole images resized.*calibrate_on"):
+        predict_to_folder(detector, folder, tmp_path/'wrong', 64, decision, progress=False)
+    with pytest.warns(UserWarning, match=r"threshold .* is yours"):
+        forced = json.loads(predict_to_folder(detector, folder, tmp_path/'forced', 64, resized, bs=32, progress=False, tile=True,
+                                              threshold=decision['image_threshold']).read_text())
+    assert [r['label'] for r in forced['records']] == [r['label'] for r in doc['records']]

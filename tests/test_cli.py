@@ -208,7 +208,12 @@ def test_non_square_size_and_tiled_prediction(isolated, tiny_data, tmp_path, cap
     ckpt = _printed(out.out, 'checkpoint')
     assert tuple(load_checkpoint(ckpt).checkpoint_metrics['size']) == (64, 96)
     folder = tiny_data/'brick'/'test'
+    assert main(['predict', ckpt, str(folder), '--out', str(tmp_path/'refused'), '--tile']) == 2    # decision made on resized images
+    assert 'calibrate CHECKPOINT --tile' in capsys.readouterr().err
     for extra, name in (([], 'resized'), (['--tile'], 'tiled')):
+        if extra:                                                    # the decision again, on tiles, for `predict --tile`
+            assert main(['calibrate', ckpt, '--data', str(tiny_data), '--tile', '--bs', '4']) == 0, capsys.readouterr().err
+            assert "tiling {'tile'" in capsys.readouterr().out
         assert main(['predict', ckpt, str(folder), '--out', str(tmp_path/name), *extra]) == 0, capsys.readouterr().err
         doc = json.loads((tmp_path/name/'predictions.json').read_text())
         assert doc['tile'] == bool(extra) and doc['counts']['images'] == len(list(folder.rglob('*.png')))

@@ -196,3 +196,40 @@ def test_anomaly_dls_on_visa(tmp_path):
     assert not has_split(r, 'validation')
     assert len(anomaly_dls(r, size=16, bs=2, valid_split='test').valid.dataset) == 2
     assert anomaly_dls(r, size=16, bs=2).valid_source == '2 good training images held out, 1 painted with synthetic defects'
+
+
+def test_damaged_copies_of_the_textures_fixture(tmp_path):
+    "Chapter 7's cases on copies of the fixture's `brick` category: each damage gets an error naming the problem and the fix."
+    import torch
+    from ssm_defects.data import save_png
+    textures = make_textures()
+
+    def small_copy(name):
+        "A fresh copy of the fixture's `brick` category to damage."
+        dst = tmp_path/name/'brick'; shutil.copytree(textures/'brick', dst); return dst.parent
+
+    r = small_copy('ok'); assert len(MVTecDataset(r, split='test')) == 24
+    with pytest.raises(FileNotFoundError, match="does not exist"): MVTecDataset(tmp_path/'nowhere')             # missing root
+    with pytest.raises(FileNotFoundError, match="category 'carpet' not found"): MVTecDataset(r, 'carpet')       # missing category
+    shutil.rmtree(r/'brick'/'validation')
+    with pytest.raises(FileNotFoundError, match="has no 'validation' split folder"): MVTecDataset(r, split='validation')
+    r = small_copy('no_mask'); (r/'brick'/'ground_truth'/'hole'/'000_mask.png').unlink()
+    ds = MVTecDataset(r, split='test', size=32)
+    i = next(j for j, x in enumerate(ds.records) if x['defect'] == 'hole' and x['path'].name == '000.png')
+    assert (ds.records[i]['defect'], ds.records[i]['mask_path'], ds.records[i]['mask_known']) == ('hole', None, False)
+    assert (ds[i]['label'], ds[i]['mask'].unique().tolist()) == (1, [-1.])   # image without mask: accepted, mask unknown (−1)
+    assert sum(not x['mask_known'] for x in ds.records) == 1
+    assert all(ds[j]['mask'].max() == 1 for j, x in enumerate(ds.records) if x['label'] and j != i)  # the others: theirs
+    save_png(r/'brick'/'ground_truth'/'hole'/'000_mask.png', np.zeros((128, 128), bool))
+    with pytest.raises(ValueError, match="marks no pixel: outline the defect, or delete the mask"): MVTecDataset(r, split='test')[i]
+    r = small_copy('no_image'); (r/'brick'/'test'/'hole'/'001.png').unlink()
+    with pytest.raises(FileNotFoundError, match="has no image"): MVTecDataset(r, split='test')                  # mask without image
+    r = small_copy('corrupt'); (r/'brick'/'test'/'good'/'003.png').write_bytes(b'not a png at all')
+    with pytest.raises(ValueError, match="003.png is not a readable image"): MVTecDataset(r, split='test')     # garbage file
+    r = small_copy('truncated'); f = r/'brick'/'test'/'good'/'003.png'; f.write_bytes(f.read_bytes()[:400])
+    ds = MVTecDataset(r, split='test')                                     # the header is intact: found when decoded
+    with pytest.raises(ValueError, match="is not a readable image"): ds[[str(x['path']) for x in ds.records].index(str(f))]
+    r = small_copy('mask_size'); save_png(r/'brick'/'ground_truth'/'scratch'/'000_mask.png', np.zeros((64, 64), bool))
+    with pytest.raises(ValueError, match="is 64x64 but its image"): MVTecDataset(r, split='test')              # size mismatch
+    r = small_copy('bad_train'); shutil.copytree(r/'brick'/'test'/'hole', r/'brick'/'train'/'hole')
+    with pytest.raises(ValueError, match="must hold only normal images"): MVTecDataset(r, split='train')       # defects in train

@@ -121,3 +121,22 @@ def test_classifier_same_scores_as_pytorch(trained, tmp_path):
     for g, r in zip(got['images'], ref['images'], strict=True):
         assert (g['image'], g['predicted'], list(g['probabilities'])) == (r['image'], r['predicted'], list(r['probabilities']))
         assert np.allclose(list(g['probabilities'].values()), list(r['probabilities'].values()), atol=1e-5)
+
+
+def test_non_square_model_same_predictions_as_pytorch(tmp_path):
+    "A model trained at (64, 96): each image resized to 96 x 64 px as `image_tensor` does, the same records as the PyTorch path."
+    from wide_fixtures import wide_knn
+    from ssm_defects.cli import load_anomaly_model
+    from ssm_defects.deploy import export_onnx
+    from ssm_defects.inspection import predict_to_folder as predict_torch, stored_decision
+    ckpt, data = wide_knn(tmp_path)
+    model = load_anomaly_model(ckpt)
+    images, decision = sorted(str(p) for p in data.rglob('test/*/*.png')), stored_decision(model)
+    onnx = Inferencer(export_onnx(model, tmp_path/'w.onnx', (64, 96)))
+    ref = json.loads(predict_torch(model, images, tmp_path/'pt', (64, 96), decision, bs=3, progress=False).read_text())
+    got = json.loads(predict_to_folder(onnx, images, tmp_path/'ort', bs=3).read_text())
+    assert got['size'] == ref['size'] == [64, 96] and got['counts'] == ref['counts'] and got['decision'] == ref['decision']
+    for g, r in zip(got['records'], ref['records'], strict=True):
+        for k in ('path', 'label', 'threshold', 'heatmap', 'mask', 'boxes', 'area_px'): assert g[k] == r[k], (k, g, r)
+        assert g['score'] == pytest.approx(r['score'], rel=1e-5)
+    assert [r['label'] for r in onnx.predict([read_rgb(p) for p in images])] == [r['label'] for r in ref['records']]

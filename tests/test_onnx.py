@@ -14,7 +14,7 @@ from ssm_defects.inferencer import Inferencer, resized
 
 
 def _images(root, size):
-    "uint8 (N, size, size, 3) of a dataset's test split, resized as the models read them."
+    "uint8 (N, h, w, 3) of a dataset's test split, resized as the models read them to `size` (a side or (h, w))."
     ds = anomaly_dataset(root, split='test', size=size)
     return np.stack([resized(read_image(r['path']), size) for r in ds.records])
 
@@ -130,3 +130,70 @@ def test_benchmark_command_prints_every_engine_and_batch(trained, capsys):
     engines = {(e.strip(), int(b)) for e, b in rows}
     assert {('PyTorch eager', 1), ('PyTorch eager', 8), ('ONNX Runtime', 1), ('ONNX Runtime', 8)} <= engines
     assert 'ms_per_image' in out.splitlines()[0]
+
+
+@pytest.fixture(scope='module')
+def wide(tmp_path_factory):
+    from wide_fixtures import wide_knn
+    return wide_knn(tmp_path_factory.mktemp('wide'))
+
+
+def test_non_square_graph_equals_pytorch(wide, tmp_path):
+    "A checkpoint trained at (H, W) = (64, 96) exports at (64, 96): maps, scores and labels of PyTorch, batch 1 = batch 8."
+    from ssm_defects.cli import checkpoint_size
+    from ssm_defects.data import image_tensor
+    ckpt, data = wide
+    model = load_anomaly_model(ckpt)
+    assert checkpoint_size(model) == (64, 96)
+    export_onnx(model, tmp_path/'w.onnx', checkpoint_size(model))
+    m = Inferencer(tmp_path/'w.onnx')
+    assert (m.size, m.shape, m.meta['input_size'], m.decision) == ((64, 96), (64, 96), '[64, 96]', model.checkpoint_metrics['decision'])
+    x = _images(data, (64, 96))                                                 # (N, 64, 96, 3) uint8
+    paths = [r['path'] for r in anomaly_dataset(data, split='test').records]
+    assert torch.equal(torch.from_numpy(x).permute(0, 3, 1, 2) / 255., torch.stack([image_tensor(read_image(p), (64, 96)) for p in paths]))
+    x8 = np.concatenate([x] * 8)[:8]
+    ref = _pytorch(model, x8)
+    eight = m.run(x8)
+    one = {k: np.concatenate([m.run(x8[i:i + 1])[k] for i in range(8)]) for k in eight}
+    for got in (eight, one):
+        assert got['anomaly_map'].shape == (8, 64, 96)
+        assert_parity(got, ref)
+    np.testing.assert_array_equal(one['label'], eight['label'])
+    with pytest.raises(ValueError, match=r'\(B, 64, 96, 3\)'): m.run(np.zeros((1, 96, 64, 3), np.uint8))
+
+
+def test_non_square_mambaad_graph_equals_pytorch(tmp_path):
+    from ssm_defects.cli import build_model
+    torch.manual_seed(0)
+    model = build_model('mambaad', None, preset='small').eval()
+    export_onnx(model, tmp_path/'m.onnx', (64, 96))
+    x = _images(copy_tiny(tmp_path/'tiny'), (64, 96))
+    got = Inferencer(tmp_path/'m.onnx').run(x)
+    assert got['anomaly_map'].shape == (len(x), 64, 96)
+    assert_parity(got, _pytorch(model, x))
+
+
+def test_export_and_predict_commands_on_a_non_square_checkpoint(wide, tmp_path):
+    "`export` writes a (64, 96) graph of a (64, 96) checkpoint; `predict --onnx` then writes the labels `predict` writes."
+    import csv
+    ckpt, data = wide
+    assert main(['export', str(ckpt), '--out', str(tmp_path/'w.onnx')]) == 0
+    assert Inferencer(tmp_path/'w.onnx').size == (64, 96)
+    folder = data/'brick'/'test'
+    assert main(['predict', str(ckpt), str(folder), '--out', str(tmp_path/'torch')]) == 0
+    assert main(['predict', '--onnx', str(tmp_path/'w.onnx'), str(folder), '--out', str(tmp_path/'onnx')]) == 0
+    rows = {k: list(csv.DictReader(open(tmp_path/k/'predictions.csv'))) for k in ('torch', 'onnx')}
+    assert [r['path'] for r in rows['onnx']] == [r['path'] for r in rows['torch']] and rows['onnx']
+    assert [r['label'] for r in rows['onnx']] == [r['label'] for r in rows['torch']]
+    np.testing.assert_allclose([float(r['score']) for r in rows['onnx']], [float(r['score']) for r in rows['torch']], rtol=1e-4)
+    sizes = {k: json.loads((tmp_path/k/'predictions.json').read_text())['size'] for k in ('torch', 'onnx')}
+    assert sizes == dict(torch=[64, 96], onnx=[64, 96])
+
+
+def test_export_refuses_a_decision_calibrated_on_tiles(wide, tmp_path):
+    "The graph scores whole resized images; a decision calibrated on tiles (chapter 12c) would misjudge them."
+    model = load_anomaly_model(wide[0])
+    tiled = dict(model.checkpoint_metrics['decision'], tiling=dict(tile=[64, 96], overlap=0.25))
+    with pytest.raises(ValueError, match=r'calibrated on tiles .*calibrate CHECKPOINT` without --tile'):
+        export_onnx(model, tmp_path/'t.onnx', (64, 96), tiled)
+    assert not (tmp_path/'t.onnx').exists()

@@ -1,0 +1,119 @@
+// SS2D's K-direction scan fused into one pass per (batch, channel) row of the map (chapter 05b). Compiled appended to
+// scan_kernel.c (it uses exp_f32 and NMAX). For row (b, d) and direction k, step t reads map position p = tab[k, t]:
+//   u_t = x[b, d, p],  dt_t = softplus(delta[b, k, d, p] + bias[k, d]),  B_t, C_t = BC[b, k, t, 0:N], BC[b, k, t, N:2N]
+//   h_t = exp(dt_t A[k, d]) h_{t-1} + dt_t u_t B_t ;  out[b, d, p] += <C_t, h_t> + Dk[k, d] u_t
+// so the D-wide u, delta and y are neither gathered into sequences nor scattered back: the map is read and written in
+// place. x, out, gx: (Bb, Dm, L); delta, gdelta: (Bb, K, Dm, L), both in map order; BC, gBC: (Bb, K, L, 2N), in each
+// direction's visiting order; all contiguous. Checkpoints every T steps: ckpt (Bb·Dm, K,
+// nch, N). out and gx must be zeroed by the caller (the directions accumulate into them).
+
+// softplus(v) = max(v, 0) + log1p(exp(-|v|)) and its slope sigmoid(v), in a form gcc vectorizes. float: Cephes' logf
+// polynomial on [sqrt(1/2), sqrt(2)] with log1p(z) = log(1 + z)·z/((1 + z) − 1) (exact for tiny z); double: libm.
+static inline float log1p_f32(float z) {          // z in [0, 1]
+    float u = 1.0f + z, m = u > 1.41421356f ? 0.5f * u : u, e = u > 1.41421356f ? 1.0f : 0.0f, x = m - 1.0f;
+    float p = 7.0376836292e-2f;
+    p = p * x - 1.1514610310e-1f; p = p * x + 1.1676998740e-1f; p = p * x - 1.2420140846e-1f;
+    p = p * x + 1.4249322787e-1f; p = p * x - 1.6668057665e-1f; p = p * x + 2.0000714765e-1f;
+    p = p * x - 2.4999993993e-1f; p = p * x + 3.3333331174e-1f;
+    float lg = x + x * x * (x * p - 0.5f) + e * 0.693147180559945f;
+    return u == 1.0f ? z : lg * (z / (u - 1.0f));
+}
+static inline void softplus_f32(float v, float* sp, float* sig) {
+    float z = exp_f32(v < 0 ? v : -v);
+    *sp = (v > 0 ? v : 0) + log1p_f32(z);
+    *sig = (v >= 0 ? 1.0f : z) / (1.0f + z);
+}
+static inline void softplus_f64(double v, double* sp, double* sig) {    // torch's threshold: above 20, softplus(v) = v
+    double e = exp(v);
+    *sp = v > 20 ? v : log1p(e);
+    *sig = v > 20 ? 1 : e / (1 + e);
+}
+
+#define DEFINE_FUSED(real, EXP, SUFFIX)                                                                            \
+void fused_fwd_##SUFFIX(int64_t r0, int64_t r1, int64_t Dm, int64_t K, int64_t L, int64_t N, int64_t T,          \
+        const real* x, const int64_t* tab, const real* delta, const real* bias, const real* A, const real* BC,   \
+        const real* Dk, real* out, real* ckpt, real* work) {                         /* work: L reals */         \
+    int64_t nch = (L + T - 1) / T;                                                                               \
+    for (int64_t k = 0; k < K; k++) {            /* direction outside: B, C of (b, k) stay in cache over rows */ \
+        const int64_t* tk = tab + k * L;                                                                         \
+        for (int64_t row = r0; row < r1; row++) {                                                                \
+            int64_t b = row / Dm, d = row % Dm, kd = k * Dm + d;                                                 \
+            const real *xr = x + row * L, *dr = delta + ((b * K + k) * Dm + d) * L, *Ad = A + kd * N;           \
+            const real *BCk = BC + (b * K + k) * L * 2 * N;                                                      \
+            real bkd = bias[kd], Dkd = Dk[kd], *yr = out + row * L, *ck = ckpt + (row * K + k) * nch * N;       \
+            real h[NMAX], slope;                                                                                 \
+            for (int64_t p = 0; p < L; p++) softplus_##SUFFIX(dr[p] + bkd, work + p, &slope);   /* map order */  \
+            for (int64_t n = 0; n < N; n++) h[n] = 0;                                                            \
+            for (int64_t t = 0; t < L; t++) {                                                                    \
+                int64_t p = tk[t];                                                                               \
+                if (t % T == 0) memcpy(ck + (t / T) * N, h, N * sizeof(real));                                   \
+                real dtv = work[p], uv = xr[p], du = dtv * uv, acc = 0;                                          \
+                const real *Bt = BCk + t * 2 * N, *Ct = Bt + N;                                                  \
+                for (int64_t n = 0; n < N; n++) {                                                                \
+                    h[n] = EXP(dtv * Ad[n]) * h[n] + du * Bt[n];                                                 \
+                    acc += Ct[n] * h[n];                                                                         \
+                }                                                                                                \
+                yr[p] += acc + Dkd * uv;                                                                         \
+            }                                                                                                    \
+        }                                                                                                        \
+    }                                                                                                            \
+}                                                                                                                \
+/* Reverse: gout (B, Dm, L) in; gx (accumulated), gdelta, and per-thread partial sums gA (K, Dm, N), gBC,        */ \
+/* gD, gbias (K, Dm) out. work: 2*T*N + 2*L reals (a chunk's states and decays; the row's steps and slopes).    */ \
+void fused_bwd_##SUFFIX(int64_t r0, int64_t r1, int64_t Dm, int64_t K, int64_t L, int64_t N, int64_t T,          \
+        const real* x, const int64_t* tab, const real* delta, const real* bias, const real* A, const real* BC,   \
+        const real* Dk, const real* ckpt, const real* gout, real* gx, real* gdelta, real* gA, real* gBC,         \
+        real* gD, real* gbias, real* work) {                                                                     \
+    int64_t nch = (L + T - 1) / T;                                                                               \
+    real *hs = work, *as = work + T * N, *dts = work + 2 * T * N, *sig = dts + L;                                \
+    for (int64_t k = 0; k < K; k++) {                                                                            \
+        const int64_t* tk = tab + k * L;                                                                         \
+        for (int64_t row = r0; row < r1; row++) {                                                                \
+            int64_t b = row / Dm, d = row % Dm, kd = k * Dm + d, seq = ((b * K + k) * Dm + d) * L;               \
+            const real *xr = x + row * L, *gor = gout + row * L, *dr = delta + seq, *Ad = A + kd * N;            \
+            const real *BCk = BC + (b * K + k) * L * 2 * N, *ck = ckpt + (row * K + k) * nch * N;                \
+            real *gxr = gx + row * L, *gdr = gdelta + seq, *gBCk = gBC + (b * K + k) * L * 2 * N, *gAd = gA + kd * N; \
+            real bkd = bias[kd], Dkd = Dk[kd], gDkd = 0, gbkd = 0, g[NMAX];                                      \
+            for (int64_t p = 0; p < L; p++) softplus_##SUFFIX(dr[p] + bkd, dts + p, sig + p);                    \
+            for (int64_t n = 0; n < N; n++) g[n] = 0;                                                            \
+            for (int64_t c = nch - 1; c >= 0; c--) {                                                             \
+                int64_t t0 = c * T, len = (t0 + T < L ? T : L - t0);                                             \
+                const real *h0 = ck + c * N;                                                                     \
+                for (int64_t j = 0; j < len; j++) {              /* recompute the chunk's states */              \
+                    int64_t p = tk[t0 + j];                                                                      \
+                    real dtv = dts[p], du = dtv * xr[p];                                                         \
+                    const real *hp = j ? hs + (j - 1) * N : h0, *Bt = BCk + (t0 + j) * 2 * N;                    \
+                    real *hj = hs + j * N, *aj = as + j * N;                                                     \
+                    for (int64_t n = 0; n < N; n++) {                                                            \
+                        aj[n] = EXP(dtv * Ad[n]);                                                                \
+                        hj[n] = aj[n] * hp[n] + du * Bt[n];                                                      \
+                    }                                                                                            \
+                }                                                                                                \
+                for (int64_t j = len - 1; j >= 0; j--) {         /* walk it backwards */                         \
+                    int64_t p = tk[t0 + j];                                                                      \
+                    real dtv = dts[p], uv = xr[p], gyt = gor[p], du = dtv * uv, sB = 0, sA = 0;                  \
+                    const real *hp = j ? hs + (j - 1) * N : h0, *hj = hs + j * N, *aj = as + j * N;              \
+                    const real *Bt = BCk + (t0 + j) * 2 * N, *Ct = Bt + N;                                       \
+                    real *gBt = gBCk + (t0 + j) * 2 * N, *gCt = gBt + N;                                         \
+                    for (int64_t n = 0; n < N; n++) {                                                            \
+                        real G = g[n] + Ct[n] * gyt;                 /* dL/dh_t */                               \
+                        gCt[n] += gyt * hj[n];                                                                   \
+                        gBt[n] += G * du;                                                                        \
+                        sB += G * Bt[n];                                                                         \
+                        real q = G * hp[n] * aj[n];                  /* dL/d(dt A) */                            \
+                        sA += q * Ad[n];                                                                         \
+                        gAd[n] += q * dtv;                                                                       \
+                        g[n] = aj[n] * G;                            /* on to h_{t-1} */                         \
+                    }                                                                                            \
+                    gxr[p] += dtv * sB + Dkd * gyt;                                                              \
+                    real gv = (uv * sB + sA) * sig[p];               /* through the softplus */                  \
+                    gdr[p] = gv; gbkd += gv; gDkd += gyt * uv;                                                   \
+                }                                                                                                \
+            }                                                                                                    \
+            gD[kd] += gDkd; gbias[kd] += gbkd;                                                                   \
+        }                                                                                                        \
+    }                                                                                                            \
+}
+
+DEFINE_FUSED(float, exp_f32, f32)
+DEFINE_FUSED(double, exp_f64, f64)
