@@ -73,10 +73,13 @@ def normalize_score(score, decision, threshold=None):
 # %% ../nbs/12b_inspection.ipynb #9f452d96
 def verdict(amap, score, ng, normalized_score, threshold, mask, decision) -> dict:
     """One image's record of `decide`: label 'NG' if `ng` else 'OK', score, normalized_score, threshold, heat (H, W) =
-    clip((map − map_floor) / map_scale, 0, 1) of `amap` (H, W); for NG the bool `mask` (H, W), its area and boxes."""
+    clip((map − map_floor) / map_scale, 0, 1) of `amap` (H, W); for NG the bool `mask` (H, W), its area and boxes. An NG
+    image with no pixel in `mask` gets the pixels at or above `threshold` instead: the peak that made it NG."""
     r = dict(label='NG' if ng else 'OK', score=float(score), normalized_score=float(normalized_score), threshold=threshold,
              heat=np.clip((amap - decision['map_floor']) / decision['map_scale'], 0, 1), mask=None, area_px=0, boxes=[])
-    if ng: r.update(mask=mask, area_px=int(mask.sum()), boxes=region_boxes(mask))
+    if ng:
+        if not mask.any(): mask = amap >= min(threshold, amap.max())        # (H, W): never an NG part without a region
+        r.update(mask=mask, area_px=int(mask.sum()), boxes=region_boxes(mask))
     return r
 
 # %% ../nbs/12b_inspection.ipynb #e84fec51
