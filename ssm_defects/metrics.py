@@ -247,8 +247,8 @@ def anomaly_report(categories, labels, scores, masks, maps, **pixel_kwargs) -> p
     return df
 
 def percent(report: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
-    "The report in percent, rounded, as in the papers' tables (the image counts as they are)."
-    pct = [c for c in report.columns if c in METRIC_NAMES or c == 'mAD']
+    "The report (anomaly metrics, or a classifier's precision, recall, F1, accuracy) in percent, rounded, as in the papers' tables (counts as they are)."
+    pct = [c for c in report.columns if c in METRIC_NAMES or c in ('mAD', 'precision', 'recall', 'F1', 'accuracy')]
     return report.assign(**{c: (report[c] * 100).round(digits) for c in pct})
 
 # %% ../nbs/08_metrics.ipynb #e8a4c512

@@ -46,3 +46,18 @@ def test_frozen_encoder_does_not_move():
 def test_bad_encoder_arguments():
     with pytest.raises(ValueError, match='offline'): MemoryMamba(6, encoder='resnet18')
     with pytest.raises(ValueError, match='in_chans=3'): MemoryMamba(6, in_chans=1, encoder=ENC)
+
+def test_pretrained_recipe_trains():
+    "`PRETRAINED_RECIPE` (the command line's default) builds its model, which trains with its lr and keeps the stem frozen."
+    from ssm_defects.memorymamba import PRETRAINED_RECIPE, DEFECT_RECIPE
+    r = PRETRAINED_RECIPE
+    assert set(DEFECT_RECIPE) < set(r) and r['encoder'] == ENC and r['freeze_encoder'] is True
+    dls = classification_dls(size=r['size'], bs=4)
+    dls.train.n, dls.valid.n = 8, 4                                   # two batches
+    model = MemoryMamba(dls.c, r['preset'], pool=r['pool'], encoder=r['encoder'], freeze_encoder=r['freeze_encoder'])
+    before = {k: v.clone() for k, v in model.patch_embed.body.state_dict().items()}
+    learn = memorymamba_learner(dls, model)
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(1, r['lr'])
+    assert all(torch.equal(before[k], v) for k, v in model.patch_embed.body.state_dict().items())
+    assert not any(p.requires_grad for p in model.patch_embed.body.parameters())
+    assert all(p.requires_grad for p in model.layers.parameters())     # the Mem-SSM stages train
