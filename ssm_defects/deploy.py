@@ -25,7 +25,8 @@ def as_unit_images(image) -> torch.Tensor:
 class AnomalyGraph(nn.Module):
     """uint8 RGB images (B, H, W, 3) → anomaly_map (B, H, W) and score (B,) of anomaly `model` (smoothed map and its
     maximum, MambaAD §4.1) and, with a `decision` (`ssm_defects.inspection.calibrate`), `decide`'s normalized_score,
-    label (1 = NG: score ≥ image threshold) and mask (B, H, W) (map ≥ pixel threshold)."""
+    label (1 = NG: score ≥ image threshold) and mask (B, H, W) (map ≥ pixel threshold; for an NG image with no such
+    pixel, map ≥ the image threshold, its peak, as `ssm_defects.verdicts.verdict` marks it)."""
     def __init__(self, model, decision=None):
         super().__init__(); self.model, self.decided = model.eval(), decision is not None
         for k in ('image_threshold', 'pixel_threshold', 'score_min', 'score_max') if self.decided else ():
@@ -35,7 +36,10 @@ class AnomalyGraph(nn.Module):
         maps, scores = self.model.maps_from(self.model(x), x.shape[-2:])     # (B, H, W), (B,)
         if not self.decided: return maps, scores
         normalized = ((scores - self.image_threshold) / (self.score_max - self.score_min) + 0.5).clamp(0, 1)
-        return maps, scores, normalized, (scores >= self.image_threshold).long(), maps >= self.pixel_threshold
+        ng, mask = scores >= self.image_threshold, maps >= self.pixel_threshold                  # (B,), (B, H, W)
+        peak = torch.minimum(self.image_threshold, maps.flatten(1).amax(1))                     # (B,)
+        fallback = (ng & ~mask.flatten(1).any(1))[:, None, None]                                # NG, nothing marked
+        return maps, scores, normalized, ng.long(), mask | (fallback & (maps >= peak[:, None, None]))
 
 # %% ../nbs/14_deploy.ipynb #69ec546e
 class ClassifierGraph(nn.Module):
