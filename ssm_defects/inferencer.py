@@ -102,7 +102,8 @@ def decided(out, decision, threshold=None) -> list:
                                           "retrain the model (training calibrates it) and export it again.")
     t, records = decision['image_threshold'] if threshold is None else float(threshold), []
     for amap, s, norm, ng, mask in zip(*(out[k] for k in ('anomaly_map', 'score', 'normalized_score', 'label', 'mask'))):
-        if threshold is not None: ng, norm = s >= t, normalize_score(s, decision, t)
+        if threshold is not None:                                                    # the graph decided at the stored threshold
+            ng, norm, mask = s >= t, normalize_score(s, decision, t), amap >= decision['pixel_threshold']
         records.append(verdict(amap, s, ng, norm, t, mask, decision))                # mask (H, W): map ≥ pixel threshold
     return records
 
