@@ -1004,7 +1004,8 @@ def evaluate_classifier(checkpoint, data=None, classes=None, split='test', size=
     model = load_model(checkpoint, device, 'classification')
     size, known = checkpoint_size(model, size), model.config.get('classes')
     root = _class_root(data)
-    names = classes or known or ClassFolderDataset(root, 'train' if (root/'train').is_dir() else split).classes   # default: the model's classes
+    present = ClassFolderDataset(root, 'train' if (root/'train').is_dir() else split).classes
+    names = classes or [c for c in known or () if c in present] or present          # default: the model's classes found here
     unknown = [c for c in names if known and c not in known]
     if unknown: raise BadInput(f"{root}: the classes {unknown} are not among the checkpoint's classes {known}; evaluate on "
                                f"class folders the model was trained on (or pass --categories with a subset of them).")

@@ -48,18 +48,21 @@ def _onnxruntime(path, threads):
     if threads: opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
     session = ort.InferenceSession(str(path), opts, providers=['CPUExecutionProvider'])
     names = [o.name for o in session.get_outputs()]
-    return (lambda x: dict(zip(names, session.run(names, {'image': x})))), session.get_modelmeta().custom_metadata_map
+    meta = session.get_modelmeta().custom_metadata_map | {'outputs': names}
+    return (lambda x: dict(zip(names, session.run(names, {'image': x})))), meta
 
 def _openvino(path, threads):
     "(run, metadata) of OpenVINO's CPU plugin in fp32; the metadata is read by onnxruntime."
     import openvino as ov
     config = {'INFERENCE_PRECISION_HINT': 'f32'} | ({'INFERENCE_NUM_THREADS': threads} if threads else {})
     compiled = ov.Core().compile_model(str(path), 'CPU', config)                  # fp32 also on CPUs with bf16 units
-    request, names = compiled.create_infer_request(), [o.get_any_name() for o in compiled.outputs]
+    _, meta = _onnxruntime(path, threads)
+    graph_name = lambda o: next((n for n in meta['outputs'] if n in o.get_names()), o.get_any_name())   # not an alias OpenVINO merged in
+    request, names = compiled.create_infer_request(), [graph_name(o) for o in compiled.outputs]
     def run(x):
         got = request.infer({'image': x})
         return {n: np.array(got[o]) for n, o in zip(names, compiled.outputs)}      # copies: the request reuses its buffers
-    return run, _onnxruntime(path, threads)[1]
+    return run, meta
 
 # %% ../nbs/14b_inferencer.ipynb #fe242423
 class Inferencer:
