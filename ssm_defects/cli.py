@@ -234,20 +234,6 @@ def _benchmark_command(sub, s):
     p.add_argument('--runs', type=int, default=7, help="timed runs per engine and batch size; the median is reported (default %(default)s)")
     p.add_argument('--threads', type=int, default=None, help="threads per engine (default: PyTorch's)")
 
-def _calibrate_command(sub, s):
-    "The `calibrate` command's arguments."
-    p = sub.add_parser('calibrate', help="calibrate a checkpoint's OK/NG decision again (--tile: on tiles, for predict --tile)",
-                       description="Calibrate an anomaly checkpoint's OK/NG decision on its dataset's validation images and "
-                                   "store it in the checkpoint (chapters 12b, 12c).")
-    p.add_argument('checkpoint'); p.add_argument('--data', default=None, help="dataset folder (default: the built-in textures fixture)")
-    p.add_argument('--categories', nargs='+', default=None, help="categories to calibrate on (default: all)")
-    p.add_argument('--tile', action='store_true', help="validation images at their own resolution in overlapping tiles of the "
-                   "model's size, as `predict --tile` scores them")
-    p.add_argument('--max-false-reject', type=float, default=None, metavar='RATE', help="threshold rejecting at most RATE of the "
-                   "good validation images (default: F1-max, or 0.01 without validation defects)")
-    p.add_argument('--bs', type=int, default=8, help="batch size (default %(default)s)")
-    _add_common(p)
-
 def parser() -> argparse.ArgumentParser:
     s = load_settings()
     ap = argparse.ArgumentParser(prog='ssm-defects', description="Defect inspection with state space models (MambaAD, "
@@ -261,6 +247,21 @@ def parser() -> argparse.ArgumentParser:
     _export_command(sub, s)
     _benchmark_command(sub, s)
     return ap
+
+# %% ../nbs/13_cli.ipynb #5ada3c9b
+def _calibrate_command(sub, s):
+    "The `calibrate` command's arguments."
+    p = sub.add_parser('calibrate', help="calibrate a checkpoint's OK/NG decision again (--tile: on tiles, for predict --tile)",
+                       description="Calibrate an anomaly checkpoint's OK/NG decision on its dataset's validation images and "
+                                   "store it in the checkpoint (chapters 12b, 12c).")
+    p.add_argument('checkpoint'); p.add_argument('--data', default=None, help="dataset folder (default: the built-in textures fixture)")
+    p.add_argument('--categories', nargs='+', default=None, help="categories to calibrate on (default: all)")
+    p.add_argument('--tile', action='store_true', help="validation images at their own resolution in overlapping tiles of the "
+                   "model's size, as `predict --tile` scores them")
+    p.add_argument('--max-false-reject', type=float, default=None, metavar='RATE', help="threshold rejecting at most RATE of the "
+                   "good validation images (default: F1-max, or 0.01 without validation defects)")
+    p.add_argument('--bs', type=int, default=8, help="batch size (default %(default)s)")
+    _add_common(p)
 
 # %% ../nbs/13_cli.ipynb #04472583
 def size_arg(values):
