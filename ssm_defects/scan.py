@@ -285,8 +285,8 @@ def resolve_backend(backend, u):
 
 # %% ../nbs/02b_scan_engineering.ipynb #1ce926d9
 def _exporting():
-    "True while ONNX export, tracing or torch.export records the model: they need plain tensor operations."
-    return torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or torch.compiler.is_exporting()
+    "True while ONNX export or torch.export records the model: they need plain tensor operations."
+    return torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                    return_last_state=False, backend="auto"):

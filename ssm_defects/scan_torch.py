@@ -184,10 +184,29 @@ def chunked_scan_bwd(gy, glast, u, dt, A, B, C, D, ckpt, chunk=256):
 
 # %% ../nbs/02_selective_scan.ipynb #e09425ea
 def selective_scan_plain(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, return_last_state=False):
-    "The chunked scan's forward as plain tensor operations, outside the custom operator: what exporters see."
+    "The reference loop as one `scan` over time, outside the custom operator: what exporters see (an ONNX `Scan` node)."
+    from torch._higher_order_ops import scan
+    if torch.jit.is_tracing(): raise RuntimeError("selective_scan_plain: torch.jit.trace (and torch.onnx.export with "
+        "dynamo=False) cannot record its scan loop; export with torch.onnx.export(..., dynamo=True) or torch.export.")
     f = _compute_dtype(u)
-    cast = lambda t: None if t is None else t.to(f)
-    y, last, _ = chunked_scan_fwd(cast(u), _prepare_delta(delta, delta_bias, delta_softplus, f), cast(A), cast(B), cast(C), cast(D))
+    batch, dim, L = u.shape
+    B4, _ = _bc_layout(B.to(f), dim); C4, _ = _bc_layout(C.to(f), dim)    # (batch or 1, G, L or 1, N)
+    G, N = B4.shape[1], A.shape[1]
+    if C4.shape[1] != G: B4, C4 = _bc_chunk(B4, dim // G, 0, L), _bc_chunk(C4, dim // C4.shape[1], 0, L)   # (.., dim, .., N) both
+    G, gs = B4.shape[1], dim // B4.shape[1]
+    dt = _prepare_delta(delta, delta_bias, delta_softplus, f)                  # (batch, dim, L)
+    by_step = lambda t: t.reshape(batch, G, gs, L).permute(3, 0, 1, 2)        # (L, batch, G, gs)
+    bc_by_step = lambda M4: M4.expand(batch, G, L, N).permute(2, 0, 1, 3)    # (L, batch, G, N)
+    def step(carry, x):                                                        # one position t, eq. 2 with ZOH
+        h, A3 = carry                                                          # (batch, G, gs, N), (G, gs, N)
+        dt_t, dtu_t, B_t, C_t = x                                              # (batch, G, gs) twice, (batch, G, N) twice
+        h = torch.exp(dt_t[..., None] * A3[None]) * h + dtu_t[..., None] * B_t[:, :, None]
+        return (h, A3.clone()), (h * C_t[:, :, None]).sum(-1)                # y_t (batch, G, gs)
+    h0 = u.new_zeros(batch, G, gs, N, dtype=f)
+    (last, _), ys = scan(step, (h0, A.to(f).reshape(G, gs, N)),               # A rides in the carry: no lifted tensors
+                         (by_step(dt), by_step(dt * u.to(f)), bc_by_step(B4), bc_by_step(C4)))
+    y = ys.permute(1, 2, 3, 0).reshape(batch, dim, L)                         # (batch, dim, L)
+    if D is not None: y = y + D.to(f)[:, None] * u.to(f)
     if z is not None: y = y * F.silu(z.to(f))
     y = y.to(u.dtype)
-    return (y, last) if return_last_state else y
+    return (y, last.reshape(batch, dim, N)) if return_last_state else y
