@@ -559,7 +559,8 @@ def run_learner(name, dls, model, opts, cbs, best) -> tuple:
     if kind == 'anomaly':
         lr = {} if opts['lr'] is None else dict(lr=opts['lr'])                 # None: the model's own rule
         learn = getattr(mod, f'{name}_learner')(dls, model, **lr, checkpoint=best or False, metrics=best is not None, cbs=cbs)
-        return learn, lambda: learn.fit(opts['epochs'], start_epoch=start)
+        epochs = 1 if name == 'knn' else opts['epochs']                       # a memory bank fills in one pass
+        return learn, lambda: learn.fit(epochs, start_epoch=start)
     learn = mod.memorymamba_learner(dls, model, cbs=[mod.DihedralAugment()] + cbs)
     return learn, lambda: learn.fit_one_cycle(opts['epochs'], opts['lr'] or TRAIN_DEFAULTS[kind]['lr'], start_epoch=start)
 
