@@ -58,8 +58,8 @@ PRESETS = dict(paper=dict(backbone='resnet34', pretrained=True, depths=(3, 4, 6,
                small=dict(depths=(2, 2, 2, 2), directions=2, d_state=4),
                fast=dict(depths=(3, 4, 6, 3), directions=2, d_state=4))    # on top of OFFLINE_DEFAULT; `size`: the input side
 TRAIN_DEFAULTS = dict(anomaly=dict(size=128, epochs=48, bs=8, preset='small'),   # chosen on validation: nbs/appendix/detection.ipynb
-                      classification=dict(preset='tiny', encoder='tf_efficientnet_lite0', freeze_encoder=True, size=64, bs=16,
-                                          epochs=36, lr=3e-3, pool='max'))
+                      classification=dict(preset='tiny', encoder='tf_efficientnet_lite0', freeze_encoder=True, encoder_blocks=5,
+                                          size=64, bs=16, epochs=36, lr=3e-3, pool='max'))
 
 def model_kind(name) -> str:
     "'anomaly' or 'classification' for model `name`, with a clear error if unknown."
@@ -105,7 +105,8 @@ def build_model(name, dls, preset=None, backbone=None, weights=None):
         preset = preset or TRAIN_DEFAULTS[kind]['preset']
         if preset not in mod.PRESETS: raise BadInput(f"unknown preset {preset!r} for {name}; choose one of {list(mod.PRESETS)}")
         d = TRAIN_DEFAULTS[kind]
-        return mod.MemoryMamba(dls.c, preset, pool=d['pool'], encoder=d['encoder'], freeze_encoder=d['freeze_encoder'], classes=list(dls.vocab))
+        return mod.MemoryMamba(dls.c, preset, pool=d['pool'], encoder=d['encoder'], freeze_encoder=d['freeze_encoder'],
+                               encoder_blocks=d['encoder_blocks'], classes=list(dls.vocab))
     cfg = model_config(name, preset, backbone, weights)
     try:
         if name == 'mambaad': return mod.default_model(dls, **cfg)

@@ -54,7 +54,8 @@ def test_pretrained_recipe_trains():
     assert set(DEFECT_RECIPE) < set(r) and r['encoder'] == ENC and r['freeze_encoder'] is True
     dls = classification_dls(size=r['size'], bs=4)
     dls.train.n, dls.valid.n = 8, 4                                   # two batches
-    model = MemoryMamba(dls.c, r['preset'], pool=r['pool'], encoder=r['encoder'], freeze_encoder=r['freeze_encoder'])
+    model = MemoryMamba(dls.c, r['preset'], pool=r['pool'], encoder=r['encoder'], freeze_encoder=r['freeze_encoder'],
+                        encoder_blocks=r['encoder_blocks'])
     before = {k: v.clone() for k, v in model.patch_embed.body.state_dict().items()}
     learn = memorymamba_learner(dls, model)
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(1, r['lr'])
