@@ -14,8 +14,9 @@ weights, which do not change the cost) on a batch of 8 at 256², fp32, inference
     python kernels/profile_mambaad.py --batch 2 --size 128  # a quicker check
     python kernels/profile_mambaad.py --backend ref         # another scan backend (default: settings.ini's)
     python kernels/profile_mambaad.py --unfused             # SS2D without the fused CPU kernel (chapter 05b)
+    python kernels/profile_mambaad.py --compile             # the decoder under torch.compile (cold compile timed)
 """
-import argparse, datetime, platform, resource, sys, time
+import argparse, datetime, os, platform, resource, sys, time
 from collections import Counter
 from pathlib import Path
 
@@ -35,6 +36,7 @@ def parse_args():
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--backend', default=None, help='scan backend passed to every SS2D (default: settings / auto)')
     p.add_argument('--unfused', action='store_true', help='SS2D(fused=False): gathers, scan operator, decode')
+    p.add_argument('--compile', action='store_true', help='torch.compile the decoder (inductor, caches off: a cold compile)')
     p.add_argument('--warmup', type=int, default=1, help='untimed forward passes first (compilation, caches)')
     p.add_argument('--out', type=Path, default=RESULTS)
     return p.parse_args()
@@ -95,8 +97,13 @@ def main():
     x = torch.randn(a.batch, 3, a.size, a.size)
     shapes = scan_shapes(model, x[:1])
     shapes = Counter({(a.batch, *s[1:]): n for s, n in shapes.items()})
+    if a.compile:
+        os.environ['TORCHINDUCTOR_FORCE_DISABLE_CACHES'] = '1'
+        model.decoder = torch.compile(model.decoder)
     with torch.no_grad():
+        t0 = time.perf_counter()
         for _ in range(a.warmup): forward_labelled(model, x)
+        warm = time.perf_counter() - t0
         t0 = time.perf_counter()
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             with record_function('forward'): forward_labelled(model, x)
@@ -126,7 +133,8 @@ def main():
         "(absolute times move with the machine's load; the ratios much less).",
         "",
         f"`MambaAD()` (ResNet34, depths (3, 4, 6, 3), Hilbert, 8 directions), batch {a.batch}, {a.size}², fp32, "
-        f"no_grad, scan backend {backend}, SS2D {'unfused' if a.unfused else 'fused where the C kernel runs'}; "
+        f"no_grad, scan backend {backend}, SS2D {'unfused' if a.unfused else 'fused where the C kernel runs'}"
+        f"{', decoder under `torch.compile`' if a.compile else ''}; "
         f"{n_scans} scan operator calls (the fused one includes Δ's softplus and the direction sum).",
         "",
         "| part | s / image | share of forward |",
@@ -149,7 +157,8 @@ def main():
               "| block shape (B, K, d_inner, N, L) | blocks | exp time (s) |",
               "|---|---|---|"]
     lines += [f"| {s} | {n} | {t:.4f} |" for s, n, t in floor_rows]
-    lines += ["", f"Wall time of the profiled forward: {wall:.2f} s.", "",
+    lines += ["", f"Wall time of the profiled forward: {wall:.2f} s; of the {a.warmup} warm-up forward(s) before it: {warm:.2f} s"
+              f"{' (includes compiling the decoder)' if a.compile else ''}.", "",
               "Operators with the most self CPU time (whole forward):", "",
               "| operator | self CPU s / image | calls |", "|---|---|---|"]
     ops = sorted((e for e in prof.key_averages() if e.key not in ('forward', 'encoder', 'bottleneck', 'decoder')),

@@ -91,8 +91,8 @@ class SS2D(nn.Module):
             raise ValueError(f"SS2D expects channels-last (B, H, W, {self.d_model}), got {tuple(x.shape)}")
         if x.shape[1] < 1 or x.shape[2] < 1:
             raise ValueError(f"SS2D needs a map of at least 1×1, got {x.shape[1]}×{x.shape[2]}")
-        x = self.in_proj(x)                                                         # (B, H, W, 2D or D)
-        x, z = x.chunk(2, dim=-1) if self.gate else (x, None)                       # (B, H, W, D) each
+        w, D = self.in_proj.weight, self.d_inner
+        x, z = (F.linear(x, w[:D]), F.linear(x, w[D:])) if self.gate else (self.in_proj(x), None)   # (B, H, W, D) each
         x = F.silu(self.conv2d(x.permute(0, 3, 1, 2)))                              # (B, D, H, W)
         y = self.out_norm(self.scan_map(x).permute(0, 2, 3, 1))                     # (B, H, W, D)
         return self.out_proj(y * F.silu(z) if self.gate else y)                     # (B, H, W, C)
@@ -130,9 +130,9 @@ class HSSBlock(nn.Module):
 
 # %% ../nbs/05_blocks.ipynb #7bfad092
 def conv_in_silu(c_in, c_out, k=1, groups=1, bias=True):
-    "Conv k×k (same padding) → InstanceNorm → SiLU, channels-first."
+    "Conv k×k (same padding) → InstanceNorm (as a GroupNorm of one channel per group: keeps channels-last) → SiLU."
     return nn.Sequential(nn.Conv2d(c_in, c_out, k, padding=k // 2, groups=groups, bias=bias),
-                         nn.InstanceNorm2d(c_out), nn.SiLU())
+                         nn.GroupNorm(c_out, c_out, affine=False), nn.SiLU())
 
 def local_branch(dim, k):
     "MambaAD's local branch (eq. 6): 1×1 block → depthwise k×k block → 1×1 block."

@@ -23,69 +23,72 @@ def load_fused_kernel():
     if lib is not None:
         I, P = ctypes.c_int64, ctypes.c_void_p
         for s in ('f32', 'f64'):
-            getattr(lib, f'fused_fwd_{s}').argtypes = [I] * 7 + [P] * 10
-            getattr(lib, f'fused_bwd_{s}').argtypes = [I] * 7 + [P] * 16
+            getattr(lib, f'fused_fwd_{s}').argtypes = [I] * 8 + [P] * 11
+            getattr(lib, f'fused_bwd_{s}').argtypes = [I] * 8 + [P] * 18
     return lib
 
 def fused_kernel_available(): return load_fused_kernel() is not None
 
 # %% ../nbs/05b_fused_scan.ipynb #c35b770e
-def fused_scan_fwd(x, tables, delta, A, BC, D, delta_bias, chunk=_C_CHUNK):
+def fused_scan_fwd(x, tables, dtr, Wdt, A, BC, D, delta_bias, chunk=_C_CHUNK):
     "Fused K-direction scan, forward: the directions' outputs summed on the map (B, D, L), and the checkpoints."
-    lib, (b, dm, L), (K, N) = load_fused_kernel(), x.shape, A.shape[::2]
+    lib, (b, dm, L), (K, N), R = load_fused_kernel(), x.shape, A.shape[::2], dtr.shape[2]
     out, ckpt = torch.zeros_like(x), x.new_empty(b * dm, K, -(-L // chunk), N)
     ranges = _row_ranges(b * dm, b * dm * K * L * N)
     work = x.new_empty(len(ranges), L)                                                 # a row's softplus(Δ + bias)
     kernel = lib.fused_fwd_f64 if x.dtype == torch.float64 else lib.fused_fwd_f32
     def run(i, r0, r1):
-        kernel(r0, r1, dm, K, L, N, chunk, *map(_ptr, (x, tables, delta, delta_bias, A, BC, D, out, ckpt, work[i])))
+        kernel(r0, r1, dm, K, L, N, chunk, R, *map(_ptr, (x, tables, dtr, Wdt, delta_bias, A, BC, D, out, ckpt, work[i])))
     _run_parallel(run, ranges)
     return out, ckpt
 
-def fused_scan_bwd(gout, x, tables, delta, A, BC, D, delta_bias, ckpt, chunk=_C_CHUNK):
-    "Fused K-direction scan, backward: gradients of x, Δ, A, BC, D and the Δ bias."
-    lib, (b, dm, L), (K, N) = load_fused_kernel(), x.shape, A.shape[::2]
+def fused_scan_bwd(gout, x, tables, dtr, Wdt, A, BC, D, delta_bias, ckpt, chunk=_C_CHUNK):
+    "Fused K-direction scan, backward: gradients of x, Δ's input, `dt_proj`, A, BC, D and the Δ bias."
+    lib, (b, dm, L), (K, N), R = load_fused_kernel(), x.shape, A.shape[::2], dtr.shape[2]
     ranges = _row_ranges(b * dm, b * dm * K * L * N)
     nt = len(ranges)
-    gx, gdelta = torch.zeros_like(x), torch.empty_like(delta)
-    gA, gBC, gD, gbias = (x.new_zeros(nt, *t.shape) for t in (A, BC, D, delta_bias))    # per-thread partial sums
-    work = x.new_empty(nt, 2 * chunk * N + 2 * L)
+    gx = torch.zeros_like(x)
+    gdtr, gWdt, gA, gBC, gD, gbias = (x.new_zeros(nt, *t.shape) for t in (dtr, Wdt, A, BC, D, delta_bias))  # per thread
+    work = x.new_empty(nt, 2 * chunk * N + 3 * L)
     kernel = lib.fused_bwd_f64 if x.dtype == torch.float64 else lib.fused_bwd_f32
     def run(i, r0, r1):
-        kernel(r0, r1, dm, K, L, N, chunk, *map(_ptr, (x, tables, delta, delta_bias, A, BC, D, ckpt, gout, gx, gdelta,
-                                                      gA[i], gBC[i], gD[i], gbias[i], work[i])))
+        kernel(r0, r1, dm, K, L, N, chunk, R, *map(_ptr, (x, tables, dtr, Wdt, delta_bias, A, BC, D, ckpt, gout, gx,
+                                                          gdtr[i], gWdt[i], gA[i], gBC[i], gD[i], gbias[i], work[i])))
     _run_parallel(run, ranges)
-    return gx, gdelta, gA.sum(0), gBC.sum(0), gD.sum(0), gbias.sum(0)
+    return gx, *(g.sum(0) for g in (gdtr, gWdt, gA, gBC, gD, gbias))
 
 # %% ../nbs/05b_fused_scan.ipynb #ae9a7808
-def _fused_op_impl(x: torch.Tensor, tables: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, BC: torch.Tensor,
-                   D: torch.Tensor, delta_bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return fused_scan_fwd(*(t.contiguous() for t in (x, tables, delta, A, BC, D, delta_bias)))
+def _fused_op_impl(x: torch.Tensor, tables: torch.Tensor, dtr: torch.Tensor, Wdt: torch.Tensor, A: torch.Tensor,
+                   BC: torch.Tensor, D: torch.Tensor, delta_bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return fused_scan_fwd(*(t.contiguous() for t in (x, tables, dtr, Wdt, A, BC, D, delta_bias)))
 
-def _fused_op_fake(x, tables, delta, A, BC, D, delta_bias):
+def _fused_op_fake(x, tables, dtr, Wdt, A, BC, D, delta_bias):
     (b, dm, L), (K, N) = x.shape, A.shape[::2]
     return torch.empty_like(x, memory_format=torch.contiguous_format), x.new_empty(b * dm, K, -(-L // _C_CHUNK), N)
 
 def _fused_op_setup(ctx, inputs, output):
     ctx.save_for_backward(*inputs, output[1])
     ctx.mark_non_differentiable(output[1])
+    ctx.set_materialize_grads(False)                  # no zero-filled gradient for the checkpoints (never used)
 
 def _fused_op_backward(ctx, gout, gckpt):
-    gx, gdelta, gA, gBC, gD, gbias = torch.ops.ssm_defects.fused_direction_scan_backward(gout, *ctx.saved_tensors)
-    return gx, None, gdelta, gA, gBC, gD, gbias
+    if gout is None: return (None,) * 8               # the map output did not reach the loss
+    gx, *grads = torch.ops.ssm_defects.fused_direction_scan_backward(gout, *ctx.saved_tensors)
+    return gx, None, *grads
 
-def _fused_bwd_impl(gout: torch.Tensor, x: torch.Tensor, tables: torch.Tensor, delta: torch.Tensor, A: torch.Tensor,
-                    BC: torch.Tensor, D: torch.Tensor, delta_bias: torch.Tensor, ckpt: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    return fused_scan_bwd(*(t.contiguous() for t in (gout, x, tables, delta, A, BC, D, delta_bias, ckpt)))
+def _fused_bwd_impl(gout: torch.Tensor, x: torch.Tensor, tables: torch.Tensor, dtr: torch.Tensor, Wdt: torch.Tensor,
+                    A: torch.Tensor, BC: torch.Tensor, D: torch.Tensor, delta_bias: torch.Tensor, ckpt: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return fused_scan_bwd(*(t.contiguous() for t in (gout, x, tables, dtr, Wdt, A, BC, D, delta_bias, ckpt)))
 
-def _fused_bwd_fake(gout, x, tables, delta, A, BC, D, delta_bias, ckpt):
-    return tuple(torch.empty_like(t, memory_format=torch.contiguous_format) for t in (x, delta, A, BC, D, delta_bias))
+def _fused_bwd_fake(gout, x, tables, dtr, Wdt, A, BC, D, delta_bias, ckpt):
+    return tuple(torch.empty_like(t, memory_format=torch.contiguous_format) for t in (x, dtr, Wdt, A, BC, D, delta_bias))
 
 # %% ../nbs/05b_fused_scan.ipynb #b2c30844
-def _fused_op_flops(x, tables, delta, A, *args, out_val=None, **kwargs):
-    if not _COUNT_SCAN_FLOPS[0]: return 0
-    return scan_flops(x.shape[0], tables.shape[0] * x.shape[1], x.shape[2], A.shape[2])
+def _fused_op_flops(x, tables, dtr, Wdt, A, *args, out_val=None, **kwargs):
+    (b, dm, L), (K, R) = x.shape, dtr.shape[1:3]
+    dt_proj = 2 * b * K * dm * R * L                                      # Wdt @ dtr, a matrix product's count
+    return dt_proj + (scan_flops(b, K * dm, L, A.shape[2]) if _COUNT_SCAN_FLOPS[0] else 0)
 
 def _fused_op_defined():
     try: torch.ops.ssm_defects.fused_direction_scan; return True
@@ -106,11 +109,12 @@ def fused_direction_scan(x, method, directions, x_proj_weight, dt_proj_weight, d
     b, dm, h, w = x.shape
     (K, M, _), R, L, f = x_proj_weight.shape, dt_proj_weight.shape[2], h * w, x.dtype
     tables = direction_tables(method, h, w, directions, x.device)                         # (K, L)
-    x_dbl = (x.flatten(2).transpose(1, 2) @ x_proj_weight.to(f).flatten(0, 1).t()).view(b, L, K, M)   # (B, L, K, R+2N)
-    delta = dt_proj_weight.to(f) @ x_dbl[..., :R].permute(0, 2, 3, 1)                      # (B, K, D, L)
+    xl, W = x.flatten(2), x_proj_weight.to(f)                                             # (B, D, L), (K, R+2N, D)
+    dtr = (W[:, :R].reshape(K * R, dm) @ xl).view(b, K, R, L)                              # (B, K, R, L) map order
+    bc = (xl.transpose(1, 2) @ W[:, R:].reshape(K * (M - R), dm).t()).view(b, L * K, M - R)   # (B, L·K, 2N)
     steps = (tables * K + torch.arange(K, device=x.device)[:, None]).flatten()            # (K·L,) rows of (L·K)
-    BC = x_dbl[..., R:].reshape(b, L * K, M - R).index_select(1, steps).view(b, K, L, M - R)   # (B, K, L, 2N)
-    out, _ = torch.ops.ssm_defects.fused_direction_scan(x.reshape(b, dm, L), tables, delta, -torch.exp(A_log.to(f)),
+    BC = bc.index_select(1, steps).view(b, K, L, M - R)                                   # (B, K, L, 2N) visiting order
+    out, _ = torch.ops.ssm_defects.fused_direction_scan(xl.contiguous(), tables, dtr, dt_proj_weight.to(f), -torch.exp(A_log.to(f)),
                                                         BC, D.to(f), dt_proj_bias.to(f))
     return out.view(b, dm, h, w)                                                          # (B, D, H, W)
 

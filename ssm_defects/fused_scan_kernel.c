@@ -1,11 +1,15 @@
 // SS2D's K-direction scan fused into one pass per (batch, channel) row of the map (chapter 05b). Compiled appended to
 // scan_kernel.c (it uses exp_f32 and NMAX). For row (b, d) and direction k, step t reads map position p = tab[k, t]:
-//   u_t = x[b, d, p],  dt_t = softplus(delta[b, k, d, p] + bias[k, d]),  B_t, C_t = BC[b, k, t, 0:N], BC[b, k, t, N:2N]
+//   u_t = x[b, d, p],  dt_t = softplus(<Wdt[k, d, :], dtr[b, k, :, p]> + bias[k, d]),
+//   B_t, C_t = BC[b, k, t, 0:N], BC[b, k, t, N:2N]
 //   h_t = exp(dt_t A[k, d]) h_{t-1} + dt_t u_t B_t ;  out[b, d, p] += <C_t, h_t> + Dk[k, d] u_t
 // so the D-wide u, delta and y are neither gathered into sequences nor scattered back: the map is read and written in
-// place. x, out, gx: (Bb, Dm, L); delta, gdelta: (Bb, K, Dm, L), both in map order; BC, gBC: (Bb, K, L, 2N), in each
-// direction's visiting order; all contiguous. Checkpoints every T steps: ckpt (Bb·Dm, K,
-// nch, N). out and gx must be zeroed by the caller (the directions accumulate into them).
+// place, and delta = dt_proj(dtr) is formed row by row from its rank-R input, never stored. x, out, gx: (Bb, Dm, L);
+// dtr, gdtr: (Bb, K, R, L) in map order; Wdt, gWdt: (K, Dm, R); BC, gBC: (Bb, K, L, 2N), in each direction's visiting
+// order; all contiguous. Checkpoints every T steps: ckpt (Bb·Dm, K, nch, N). out and gx must be zeroed by the caller
+// (the directions accumulate into them); gdtr, gWdt and the other shared gradients are per-thread partial sums.
+// The loops over the state (n < N) are marked `ivdep` (their arrays never overlap): without that promise gcc
+// vectorizes them only behind run-time overlap checks, and the backward's loop runs much slower.
 
 // softplus(v) = max(v, 0) + log1p(exp(-|v|)) and its slope sigmoid(v), in a form gcc vectorizes. float: Cephes' logf
 // polynomial on [sqrt(1/2), sqrt(2)] with log1p(z) = log(1 + z)·z/((1 + z) − 1) (exact for tiny z); double: libm.
@@ -29,27 +33,40 @@ static inline void softplus_f64(double v, double* sp, double* sig) {    // torch
     *sig = v > 20 ? 1 : e / (1 + e);
 }
 
+// One row's delta before softplus, in map order: v[p] = bias + sum_r W[r] dtr[r, p] (dt_proj of the rank-R input).
+#define DEFINE_DELTA_ROW(real, SUFFIX)                                                                             \
+static inline void delta_row_##SUFFIX(const real* dtr, const real* W, real bias, int64_t R, int64_t L, real* v) { \
+    for (int64_t p = 0; p < L; p++) v[p] = bias;                                                                 \
+    for (int64_t r = 0; r < R; r++) {                                                                            \
+        const real *dr = dtr + r * L; real w = W[r];                                                             \
+        for (int64_t p = 0; p < L; p++) v[p] += w * dr[p];                                                       \
+    }                                                                                                            \
+}
+DEFINE_DELTA_ROW(float, f32)
+DEFINE_DELTA_ROW(double, f64)
+
 #define DEFINE_FUSED(real, EXP, SUFFIX)                                                                            \
-void fused_fwd_##SUFFIX(int64_t r0, int64_t r1, int64_t Dm, int64_t K, int64_t L, int64_t N, int64_t T,          \
-        const real* x, const int64_t* tab, const real* delta, const real* bias, const real* A, const real* BC,   \
-        const real* Dk, real* out, real* ckpt, real* work) {                         /* work: L reals */         \
+void fused_fwd_##SUFFIX(int64_t r0, int64_t r1, int64_t Dm, int64_t K, int64_t L, int64_t N, int64_t T, int64_t R, \
+        const real* x, const int64_t* tab, const real* dtr, const real* Wdt, const real* bias, const real* A,    \
+        const real* BC, const real* Dk, real* out, real* ckpt, real* work) {         /* work: L reals */         \
     int64_t nch = (L + T - 1) / T;                                                                               \
     for (int64_t k = 0; k < K; k++) {            /* direction outside: B, C of (b, k) stay in cache over rows */ \
         const int64_t* tk = tab + k * L;                                                                         \
         for (int64_t row = r0; row < r1; row++) {                                                                \
             int64_t b = row / Dm, d = row % Dm, kd = k * Dm + d;                                                 \
-            const real *xr = x + row * L, *dr = delta + ((b * K + k) * Dm + d) * L, *Ad = A + kd * N;           \
+            const real *xr = x + row * L, *dr = dtr + (b * K + k) * R * L, *Wd = Wdt + kd * R, *Ad = A + kd * N; \
             const real *BCk = BC + (b * K + k) * L * 2 * N;                                                      \
             real bkd = bias[kd], Dkd = Dk[kd], *yr = out + row * L, *ck = ckpt + (row * K + k) * nch * N;       \
             real h[NMAX], slope;                                                                                 \
-            for (int64_t p = 0; p < L; p++) softplus_##SUFFIX(dr[p] + bkd, work + p, &slope);   /* map order */  \
+            delta_row_##SUFFIX(dr, Wd, bkd, R, L, work);                                                         \
+            for (int64_t p = 0; p < L; p++) softplus_##SUFFIX(work[p], work + p, &slope);       /* map order */  \
             for (int64_t n = 0; n < N; n++) h[n] = 0;                                                            \
             for (int64_t t = 0; t < L; t++) {                                                                    \
                 int64_t p = tk[t];                                                                               \
                 if (t % T == 0) memcpy(ck + (t / T) * N, h, N * sizeof(real));                                   \
                 real dtv = work[p], uv = xr[p], du = dtv * uv, acc = 0;                                          \
                 const real *Bt = BCk + t * 2 * N, *Ct = Bt + N;                                                  \
-                for (int64_t n = 0; n < N; n++) {                                                                \
+                _Pragma("GCC ivdep") for (int64_t n = 0; n < N; n++) {                                                      \
                     h[n] = EXP(dtv * Ad[n]) * h[n] + du * Bt[n];                                                 \
                     acc += Ct[n] * h[n];                                                                         \
                 }                                                                                                \
@@ -58,23 +75,25 @@ void fused_fwd_##SUFFIX(int64_t r0, int64_t r1, int64_t Dm, int64_t K, int64_t L
         }                                                                                                        \
     }                                                                                                            \
 }                                                                                                                \
-/* Reverse: gout (B, Dm, L) in; gx (accumulated), gdelta, and per-thread partial sums gA (K, Dm, N), gBC,        */ \
-/* gD, gbias (K, Dm) out. work: 2*T*N + 2*L reals (a chunk's states and decays; the row's steps and slopes).    */ \
-void fused_bwd_##SUFFIX(int64_t r0, int64_t r1, int64_t Dm, int64_t K, int64_t L, int64_t N, int64_t T,          \
-        const real* x, const int64_t* tab, const real* delta, const real* bias, const real* A, const real* BC,   \
-        const real* Dk, const real* ckpt, const real* gout, real* gx, real* gdelta, real* gA, real* gBC,         \
-        real* gD, real* gbias, real* work) {                                                                     \
+/* Reverse: gout (B, Dm, L) in; gx (accumulated), and per-thread partial sums gdtr, gWdt, gA (K, Dm, N), gBC,   */ \
+/* gD, gbias (K, Dm) out. work: 2*T*N + 3*L reals (a chunk's states and decays; the row's steps, slopes, dL/d delta). */ \
+void fused_bwd_##SUFFIX(int64_t r0, int64_t r1, int64_t Dm, int64_t K, int64_t L, int64_t N, int64_t T, int64_t R, \
+        const real* x, const int64_t* tab, const real* dtr, const real* Wdt, const real* bias, const real* A,    \
+        const real* BC, const real* Dk, const real* ckpt, const real* gout, real* gx, real* gdtr, real* gWdt,    \
+        real* gA, real* gBC, real* gD, real* gbias, real* work) {                                                \
     int64_t nch = (L + T - 1) / T;                                                                               \
-    real *hs = work, *as = work + T * N, *dts = work + 2 * T * N, *sig = dts + L;                                \
+    real *hs = work, *as = work + T * N, *dts = work + 2 * T * N, *sig = dts + L, *gdr = sig + L;                \
     for (int64_t k = 0; k < K; k++) {                                                                            \
         const int64_t* tk = tab + k * L;                                                                         \
         for (int64_t row = r0; row < r1; row++) {                                                                \
-            int64_t b = row / Dm, d = row % Dm, kd = k * Dm + d, seq = ((b * K + k) * Dm + d) * L;               \
-            const real *xr = x + row * L, *gor = gout + row * L, *dr = delta + seq, *Ad = A + kd * N;            \
+            int64_t b = row / Dm, d = row % Dm, kd = k * Dm + d;                                                 \
+            const real *xr = x + row * L, *gor = gout + row * L, *dr = dtr + (b * K + k) * R * L, *Ad = A + kd * N; \
             const real *BCk = BC + (b * K + k) * L * 2 * N, *ck = ckpt + (row * K + k) * nch * N;                \
-            real *gxr = gx + row * L, *gdr = gdelta + seq, *gBCk = gBC + (b * K + k) * L * 2 * N, *gAd = gA + kd * N; \
+            real *gxr = gx + row * L, *gBCk = gBC + (b * K + k) * L * 2 * N, *gAd = gA + kd * N;                 \
+            const real *Wd = Wdt + kd * R;                                                                       \
             real bkd = bias[kd], Dkd = Dk[kd], gDkd = 0, gbkd = 0, g[NMAX];                                      \
-            for (int64_t p = 0; p < L; p++) softplus_##SUFFIX(dr[p] + bkd, dts + p, sig + p);                    \
+            delta_row_##SUFFIX(dr, Wd, bkd, R, L, dts);                                                          \
+            for (int64_t p = 0; p < L; p++) softplus_##SUFFIX(dts[p], dts + p, sig + p);                         \
             for (int64_t n = 0; n < N; n++) g[n] = 0;                                                            \
             for (int64_t c = nch - 1; c >= 0; c--) {                                                             \
                 int64_t t0 = c * T, len = (t0 + T < L ? T : L - t0);                                             \
@@ -84,7 +103,7 @@ void fused_bwd_##SUFFIX(int64_t r0, int64_t r1, int64_t Dm, int64_t K, int64_t L
                     real dtv = dts[p], du = dtv * xr[p];                                                         \
                     const real *hp = j ? hs + (j - 1) * N : h0, *Bt = BCk + (t0 + j) * 2 * N;                    \
                     real *hj = hs + j * N, *aj = as + j * N;                                                     \
-                    for (int64_t n = 0; n < N; n++) {                                                            \
+                    _Pragma("GCC ivdep") for (int64_t n = 0; n < N; n++) {                                                  \
                         aj[n] = EXP(dtv * Ad[n]);                                                                \
                         hj[n] = aj[n] * hp[n] + du * Bt[n];                                                      \
                     }                                                                                            \
@@ -95,7 +114,7 @@ void fused_bwd_##SUFFIX(int64_t r0, int64_t r1, int64_t Dm, int64_t K, int64_t L
                     const real *hp = j ? hs + (j - 1) * N : h0, *hj = hs + j * N, *aj = as + j * N;              \
                     const real *Bt = BCk + (t0 + j) * 2 * N, *Ct = Bt + N;                                       \
                     real *gBt = gBCk + (t0 + j) * 2 * N, *gCt = gBt + N;                                         \
-                    for (int64_t n = 0; n < N; n++) {                                                            \
+                    _Pragma("GCC ivdep") for (int64_t n = 0; n < N; n++) {                                                  \
                         real G = g[n] + Ct[n] * gyt;                 /* dL/dh_t */                               \
                         gCt[n] += gyt * hj[n];                                                                   \
                         gBt[n] += G * du;                                                                        \
@@ -111,6 +130,11 @@ void fused_bwd_##SUFFIX(int64_t r0, int64_t r1, int64_t Dm, int64_t K, int64_t L
                 }                                                                                                \
             }                                                                                                    \
             gD[kd] += gDkd; gbias[kd] += gbkd;                                                                   \
+            for (int64_t r = 0; r < R; r++) {                /* through dt_proj: delta = Wdt . dtr */                \
+                const real *dtr_r = dr + r * L; real *gdtr_r = gdtr + ((b * K + k) * R + r) * L, w = Wd[r], s = 0; \
+                for (int64_t p = 0; p < L; p++) { s += gdr[p] * dtr_r[p]; gdtr_r[p] += w * gdr[p]; }           \
+                gWdt[kd * R + r] += s;                                                                           \
+            }                                                                                                    \
         }                                                                                                        \
     }                                                                                                            \
 }
