@@ -197,7 +197,7 @@ def selective_scan_plain(u, delta, A, B, C, D=None, z=None, delta_bias=None, del
     dt = _prepare_delta(delta, delta_bias, delta_softplus, f)                  # (batch, dim, L)
     by_step = lambda t: t.reshape(batch, G, gs, L).permute(3, 0, 1, 2)        # (L, batch, G, gs)
     bc_by_step = lambda M4: M4.expand(batch, G, L, N).permute(2, 0, 1, 3)    # (L, batch, G, N)
-    def step(carry, x):                                                        # one position t, eq. 2 with ZOH
+    def step(carry, x):                                  # one position t: h_t = exp(Δ_t A) h_{t−1} + Δ_t u_t B_t, y_t = C_t·h_t
         h, A3 = carry                                                          # (batch, G, gs, N), (G, gs, N)
         dt_t, dtu_t, B_t, C_t = x                                              # (batch, G, gs) twice, (batch, G, N) twice
         h = torch.exp(dt_t[..., None] * A3[None]) * h + dtu_t[..., None] * B_t[:, :, None]
