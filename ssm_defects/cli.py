@@ -139,6 +139,10 @@ def demo(epochs=None, size=None, device=None, categories=None) -> dict:
 def _add_common(p):
     p.add_argument('--device', default=None, help="cpu, cuda or auto (default: settings.ini's device)")
 
+def _checkpoint_size(p):
+    "`--size` of a command that runs a checkpoint: its input size unless given."
+    p.add_argument('--size', type=int, nargs='+', default=None, metavar='S', help="input side S, or H W (default: the checkpoint's)")
+
 # %% ../nbs/13_cli.ipynb #6f685c5b
 def _demo_command(sub, s):
     "The `demo` command's arguments."
@@ -197,7 +201,7 @@ def _evaluate_command(sub, s):
                                                   "images a dataset without validation/ holds out)")
     p.add_argument('--metrics', default='official', choices=list(METRICS), help="anomaly detectors: official or ader "
                                                                                 "(the MambaAD/ADer evaluator's variants; default %(default)s)")
-    p.add_argument('--size', type=int, nargs='+', default=None, metavar='S', help="input side S, or H W (default: the checkpoint's)")
+    _checkpoint_size(p)
     _add_common(p)
 
 def _predict_command(sub, s):
@@ -215,7 +219,7 @@ def _predict_command(sub, s):
                    "of the model's size (for images larger than the training size at the same pixel scale)")
     p.add_argument('--threshold', type=float, default=None, help="anomaly models: image threshold instead of the calibrated one; "
                    "required with --tile unless the decision was calibrated on tiles (`calibrate CHECKPOINT --tile`)")
-    p.add_argument('--size', type=int, nargs='+', default=None, metavar='S', help="input side S, or H W (default: the checkpoint's)")
+    _checkpoint_size(p)
     _add_common(p)
 
 # %% ../nbs/13_cli.ipynb #3636a092
@@ -225,13 +229,13 @@ def _export_command(sub, s):
                        description="Export a checkpoint to one ONNX graph (chapter 14): uint8 images in; an anomaly detector's "
                                    "maps, scores and OK/NG decision, or MemoryMamba's class probabilities, out.")
     p.add_argument('checkpoint'); p.add_argument('--out', required=True, help="the .onnx file to write (must not exist)")
-    p.add_argument('--size', type=int, nargs='+', default=None, metavar='S', help="input side S, or H W (default: the checkpoint's)")
+    _checkpoint_size(p)
 
 def _benchmark_command(sub, s):
     "The `benchmark` command's arguments."
     p = sub.add_parser('benchmark', help="ms per image of a checkpoint in PyTorch, ONNX Runtime (and OpenVINO if installed)",
                        description="Median ms/image and images/s at batch 1 and 8, warm-up excluded (chapter 14).")
-    p.add_argument('checkpoint'); p.add_argument('--size', type=int, nargs='+', default=None, metavar='S', help="input side S, or H W (default: the checkpoint's)")
+    p.add_argument('checkpoint'); _checkpoint_size(p)
     p.add_argument('--runs', type=int, default=7, help="timed runs per engine and batch size; the median is reported (default %(default)s)")
     p.add_argument('--threads', type=int, default=None, help="threads per engine (default: PyTorch's)")
 
