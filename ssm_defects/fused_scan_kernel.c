@@ -107,6 +107,114 @@ DEFINE_DELTA_ROW(double, f64)
                 }                                                                                                \
             }
 
+// With AVX-512 (gcc's __AVX512F__ under -march=native), float32 and N = 16: one 512-bit register holds the state.
+// exp_f32 is evaluated on its 16 lanes at once, with 2^n applied by vscalefps; and <C_t, h_t> is not reduced step by
+// step: the products C_t * h_t of 16 steps are kept, and one 16x16 transpose-and-add (sum16) gives their 16 sums; the
+// backward does the same with its two sums per step, and keeps dL/dA in a register for the whole row.
+#if defined(__AVX512F__)
+#include <immintrin.h>
+static inline __m512 exp_f32x16(__m512 x) {       // exp_f32's reduction and polynomial on 16 lanes
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));   // (x <= 0 here: dt > 0, A < 0)
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+    __m512 q = _mm512_set1_ps(1.9875691500e-4f);
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.3981999507e-3f));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(8.3334519073e-3f));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(4.1665795894e-2f));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.6666665459e-1f));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(5.0000001201e-1f));
+    q = _mm512_fmadd_ps(_mm512_mul_ps(q, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(q, n);                  // q * 2^n
+}
+static inline __m512 sum16(const __m512* v) {     // lane j = the sum of v[j]'s 16 lanes
+    __m512 a[8], b[4], c[2];
+    for (int i = 0; i < 8; i++)                    // a[i]: lanes 0-7 partial sums of v[2i], 8-15 of v[2i+1]
+        a[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44), _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+    for (int i = 0; i < 4; i++)                    // b[i]: 128-bit block k holds 4 partial sums of v[4i + k]
+        b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x88), _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xDD));
+    for (int i = 0; i < 2; i++)                    // c[i]: block k, lanes 0-1 of v[8i + k], lanes 2-3 of v[8i + 4 + k]
+        c[i] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * i], b[2 * i + 1], 0x44), _mm512_shuffle_ps(b[2 * i], b[2 * i + 1], 0xEE));
+    __m512 s = _mm512_add_ps(_mm512_shuffle_ps(c[0], c[1], 0x88), _mm512_shuffle_ps(c[0], c[1], 0xDD));
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), s);  // lane 4k + r held v[4r + k]
+}
+static void fused_fwd_row16_f32(const int64_t* tk, const float* xr, const float* work, const float* BCk,
+                                const float* Ad, float Dkd, int64_t L, int64_t T, float* ck, float* yr) {
+    __m512 h = _mm512_setzero_ps(), A = _mm512_loadu_ps(Ad), prod[16];
+    for (int64_t t0 = 0; t0 < L; t0 += T) {
+        _mm512_storeu_ps(ck + (t0 / T) * 16, h);                              // the checkpoint of chunk t0/T
+        int64_t t1 = t0 + T < L ? t0 + T : L;
+        for (int64_t s0 = t0; s0 < t1; s0 += 16) {                           // 16 steps, then their 16 outputs
+            int64_t m = t1 - s0 < 16 ? t1 - s0 : 16;
+            for (int64_t j = 0; j < m; j++) {
+                int64_t p = tk[s0 + j];
+                const float *Bt = BCk + (s0 + j) * 32, dtv = work[p];
+                __m512 a = exp_f32x16(_mm512_mul_ps(_mm512_set1_ps(dtv), A));
+                h = _mm512_fmadd_ps(a, h, _mm512_mul_ps(_mm512_set1_ps(dtv * xr[p]), _mm512_loadu_ps(Bt)));
+                prod[j] = _mm512_mul_ps(_mm512_loadu_ps(Bt + 16), h);                 // C_t * h_t
+            }
+            for (int64_t j = m; j < 16; j++) prod[j] = _mm512_setzero_ps();
+            float ys[16];
+            _mm512_storeu_ps(ys, sum16(prod));
+            for (int64_t j = 0; j < m; j++) { int64_t p = tk[s0 + j]; yr[p] += ys[j] + Dkd * xr[p]; }
+        }
+    }
+}
+static void fused_bwd_row16_f32(const int64_t* tk, const float* xr, const float* gor, const float* dts, const float* sig,
+        const float* BCk, float* gBCk, const float* Ad, float* gAd, const float* ck, float Dkd, int64_t L, int64_t T,
+        float* hs, float* as, float* gxr, float* gdr, float* gbkd, float* gDkd) {
+    __m512 A = _mm512_loadu_ps(Ad), g = _mm512_setzero_ps(), gA = _mm512_setzero_ps(), GB[16], QA[16];
+    for (int64_t c = (L + T - 1) / T - 1; c >= 0; c--) {
+        int64_t t0 = c * T, len = t0 + T < L ? T : L - t0;
+        __m512 h = _mm512_loadu_ps(ck + c * 16);
+        for (int64_t j = 0; j < len; j++) {                                  // recompute the chunk's states
+            int64_t p = tk[t0 + j];
+            float dtv = dts[p];
+            __m512 a = exp_f32x16(_mm512_mul_ps(_mm512_set1_ps(dtv), A));
+            h = _mm512_fmadd_ps(a, h, _mm512_mul_ps(_mm512_set1_ps(dtv * xr[p]), _mm512_loadu_ps(BCk + (t0 + j) * 32)));
+            _mm512_storeu_ps(hs + j * 16, h); _mm512_storeu_ps(as + j * 16, a);
+        }
+        for (int64_t j1 = len - 1; j1 >= 0; j1 -= 16) {                      // walk it backwards, 16 steps at a time
+            int64_t m = j1 + 1 < 16 ? j1 + 1 : 16;
+            for (int64_t i = 0; i < m; i++) {
+                int64_t j = j1 - i, t = t0 + j, p = tk[t];
+                float dtv = dts[p], du = dtv * xr[p], gyt = gor[p];
+                const float *Bt = BCk + t * 32;
+                float *gBt = gBCk + t * 32;
+                __m512 hj = _mm512_loadu_ps(hs + j * 16), aj = _mm512_loadu_ps(as + j * 16);
+                __m512 hp = _mm512_loadu_ps(j ? hs + (j - 1) * 16 : ck + c * 16);
+                __m512 G = _mm512_fmadd_ps(_mm512_loadu_ps(Bt + 16), _mm512_set1_ps(gyt), g);         // dL/dh_t
+                _mm512_storeu_ps(gBt + 16, _mm512_fmadd_ps(_mm512_set1_ps(gyt), hj, _mm512_loadu_ps(gBt + 16)));
+                _mm512_storeu_ps(gBt, _mm512_fmadd_ps(G, _mm512_set1_ps(du), _mm512_loadu_ps(gBt)));
+                GB[i] = _mm512_mul_ps(G, _mm512_loadu_ps(Bt));
+                __m512 q = _mm512_mul_ps(_mm512_mul_ps(G, hp), aj);                                  // dL/d(dt A)
+                QA[i] = _mm512_mul_ps(q, A);
+                gA = _mm512_fmadd_ps(q, _mm512_set1_ps(dtv), gA);
+                g = _mm512_mul_ps(aj, G);                                                             // on to h_{t-1}
+            }
+            for (int64_t i = m; i < 16; i++) GB[i] = QA[i] = _mm512_setzero_ps();
+            float sB[16], sA[16];
+            _mm512_storeu_ps(sB, sum16(GB)); _mm512_storeu_ps(sA, sum16(QA));
+            for (int64_t i = 0; i < m; i++) {
+                int64_t p = tk[t0 + j1 - i];
+                float dtv = dts[p], uv = xr[p], gyt = gor[p], gv = (uv * sB[i] + sA[i]) * sig[p];    // through the softplus
+                gxr[p] += dtv * sB[i] + Dkd * gyt;
+                gdr[p] = gv; *gbkd += gv; *gDkd += gyt * uv;
+            }
+        }
+    }
+    _mm512_storeu_ps(gAd, _mm512_add_ps(_mm512_loadu_ps(gAd), gA));
+}
+#define FUSED_FWD_ROW16_f32 fused_fwd_row16_f32(tk, xr, work, BCk, Ad, Dkd, L, T, ck, yr);
+#define FUSED_BWD_ROW16_f32 fused_bwd_row16_f32(tk, xr, gor, dts, sig, BCk, gBCk, Ad, gAd, ck, Dkd, L, T, hs, as, gxr, gdr, &gbkd, &gDkd);
+#else
+#define FUSED_FWD_ROW16_f32 { FUSED_FWD_ROW(float, exp_f32, 16) }
+#define FUSED_BWD_ROW16_f32 { FUSED_BWD_ROW(float, exp_f32, 16) }
+#endif
+#define FUSED_FWD_ROW16_f64 { FUSED_FWD_ROW(double, exp_f64, 16) }
+#define FUSED_BWD_ROW16_f64 { FUSED_BWD_ROW(double, exp_f64, 16) }
+
 #define DEFINE_FUSED(real, EXP, SUFFIX)                                                                            \
 void fused_fwd_##SUFFIX(int64_t r0, int64_t r1, int64_t Dm, int64_t K, int64_t L, int64_t N, int64_t T, int64_t R, \
         const real* x, const int64_t* tab, const real* dtr, const real* Wdt, const real* bias, const real* A,    \
@@ -125,7 +233,7 @@ void fused_fwd_##SUFFIX(int64_t r0, int64_t r1, int64_t Dm, int64_t K, int64_t L
             switch (N) {                              /* a constant N keeps the state in registers */            \
                 case 4: { FUSED_FWD_ROW(real, EXP, 4) } break;                                                    \
                 case 8: { FUSED_FWD_ROW(real, EXP, 8) } break;                                                    \
-                case 16: { FUSED_FWD_ROW(real, EXP, 16) } break;                                                  \
+                case 16: FUSED_FWD_ROW16_##SUFFIX break;                                                              \
                 default: { FUSED_FWD_ROW(real, EXP, N) }                                                          \
             }                                                                                                    \
         }                                                                                                        \
@@ -153,7 +261,7 @@ void fused_bwd_##SUFFIX(int64_t r0, int64_t r1, int64_t Dm, int64_t K, int64_t L
             switch (N) {                                                                                         \
                 case 4: { FUSED_BWD_ROW(real, EXP, 4) } break;                                                    \
                 case 8: { FUSED_BWD_ROW(real, EXP, 8) } break;                                                    \
-                case 16: { FUSED_BWD_ROW(real, EXP, 16) } break;                                                  \
+                case 16: FUSED_BWD_ROW16_##SUFFIX break;                                                              \
                 default: { FUSED_BWD_ROW(real, EXP, N) }                                                          \
             }                                                                                                    \
             gD[kd] += gDkd; gbias[kd] += gbkd;                                                                   \
