@@ -468,9 +468,14 @@ def _class_root(data):
                                                     "<data>/train/<class>/ and <data>/test/<class>/)")
 
 def classification_data(data=None, classes=None, size=64, bs=16, device='cpu', shuffle=True):
-    "Checked fastai DataLoaders for MemoryMamba (see `ssm_defects.data.classification_dls`); every image header checked first."
+    """Checked fastai DataLoaders for MemoryMamba (see `ssm_defects.data.classification_dls`): validation on the
+    `validation` split folder if there is one, else on a fifth of each class's training images; every image header
+    checked first."""
     from ssm_defects.data import classification_dls
-    dls = classification_dls(_class_root(data), size=check_size(size), bs=bs, classes=classes, device=device, shuffle=shuffle)
+    root = _class_root(data)
+    split = dict(valid_split='validation') if (root/'validation').is_dir() else dict(holdout=0.2)
+    dls = classification_dls(root, size=check_size(size), bs=bs, classes=classes, device=device, shuffle=shuffle, **split)
+    if 'valid_split' in split: dls.valid_source = 'validation folder'
     for dl in (dls.train, dls.valid): check_images([r['path'] for r in dl.dataset.ds.records])
     return dls
 
@@ -588,8 +593,8 @@ def fit_run(learn, fit, distributed, device, resume_command, last) -> bool:
 def data_summary(dls) -> dict:
     "What a run reads: how many images it trains and validates on, and which files it skipped and why (`skipped_summary`)."
     from ssm_defects.data import skipped_summary
-    n, m, source = len(dls.train_ds), len(dls.valid_ds), getattr(dls, 'valid_source', None)
-    used = f"{n} training, {m} validation ({source})" if source else f"{n} training, {m} test (per-epoch monitoring only)"
+    n, m, source = len(dls.train_ds), len(dls.valid_ds), dls.valid_source
+    used = f"{n} training, {m} validation ({source})"
     return dict(images_used=used, files_skipped=skipped_summary(dls.skipped, dls.root))
 
 def report_run(name, kind, run, best, opts, dls, history, seconds, device, processes, note=None) -> dict:

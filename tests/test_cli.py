@@ -94,6 +94,7 @@ def test_memorymamba_train_evaluate_predict(tiny_classes, isolated, tmp_path, ca
     md = open(report).read()
     classes = sorted(p.name for p in (tiny_classes/'train').iterdir())
     assert '| overall |' in md and all(f'| {c} |' in md for c in classes) and '![Confusion matrix (test images)](confusion.png)' in md
+    assert '- **images_used**: 18 training, 6 validation (6 training images held out, 20% of each class)' in md   # never test
     assert main(['evaluate', ckpt, '--data', str(tiny_classes)]) == 0
     assert 'report: ' in capsys.readouterr().out
     imgs = sorted((tiny_classes/'test'/classes[0]).glob('*.png'))
