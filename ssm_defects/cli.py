@@ -59,7 +59,7 @@ PRESETS = dict(paper=dict(backbone='resnet34', pretrained=True, depths=(3, 4, 6,
                fast=dict(depths=(3, 4, 6, 3), directions=2, d_state=4))    # on top of OFFLINE_DEFAULT; `size`: the input side
 TRAIN_DEFAULTS = dict(anomaly=dict(size=128, epochs=48, bs=8, preset='small'),   # chosen on validation: nbs/appendix/detection.ipynb
                       classification=dict(preset='tiny', encoder='tf_efficientnet_lite0', freeze_encoder=True, encoder_blocks=5,
-                                          size=64, bs=16, epochs=36, lr=3e-3, pool='max'))
+                                          size=128, bs=16, epochs=36, lr=1e-3, pool='max'))
 
 def model_kind(name) -> str:
     "'anomaly' or 'classification' for model `name`, with a clear error if unknown."

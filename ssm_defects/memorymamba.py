@@ -291,4 +291,4 @@ class DihedralAugment(Callback):
 # %% ../nbs/10_memorymamba.ipynb #fdf3eb27
 DEFECT_RECIPE = dict(preset='tiny', size=64, bs=16, epochs=36, lr=3e-3, pool='max')   # from scratch: the appendix's Table 6 budget
 PRETRAINED_RECIPE = dict(preset='tiny', encoder='tf_efficientnet_lite0', freeze_encoder=True, encoder_blocks=5,   # chosen on
-                         size=64, bs=16, epochs=36, lr=3e-3, pool='max')                                 # validation (appendix)
+                         size=128, bs=16, epochs=36, lr=1e-3, pool='max')                                # validation (appendix)
