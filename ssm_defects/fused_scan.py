@@ -33,7 +33,7 @@ def fused_kernel_available(): return load_fused_kernel() is not None
 def fused_scan_fwd(x, tables, dtr, Wdt, A, BC, D, delta_bias, chunk=_C_CHUNK):
     "Fused K-direction scan, forward: the directions' outputs summed on the map (B, D, L), and the checkpoints."
     lib, (b, dm, L), (K, N), R = load_fused_kernel(), x.shape, A.shape[::2], dtr.shape[2]
-    out, ckpt = torch.zeros_like(x), x.new_empty(b * dm, K, -(-L // chunk), N)
+    out, ckpt = torch.empty_like(x), x.new_empty(b * dm, K, -(-L // chunk), N)     # out: written by the kernel
     ranges = _row_ranges(b * dm, b * dm * K * L * N)
     work = x.new_empty(len(ranges), L)                                                 # a row's softplus(Δ + bias)
     kernel = lib.fused_fwd_f64 if x.dtype == torch.float64 else lib.fused_fwd_f32
@@ -47,7 +47,7 @@ def fused_scan_bwd(gout, x, tables, dtr, Wdt, A, BC, D, delta_bias, ckpt, chunk=
     lib, (b, dm, L), (K, N), R = load_fused_kernel(), x.shape, A.shape[::2], dtr.shape[2]
     ranges = _row_ranges(b * dm, b * dm * K * L * N)
     nt = len(ranges)
-    gx = torch.zeros_like(x)
+    gx = torch.empty_like(x)                                             # written by the kernel's first direction
     gdtr, gWdt, gA, gBC, gD, gbias = (x.new_zeros(nt, *t.shape) for t in (dtr, Wdt, A, BC, D, delta_bias))  # per thread
     work = x.new_empty(nt, 2 * chunk * N + 3 * L)
     kernel = lib.fused_bwd_f64 if x.dtype == torch.float64 else lib.fused_bwd_f32
@@ -111,9 +111,7 @@ def fused_direction_scan(x, method, directions, x_proj_weight, dt_proj_weight, d
     tables = direction_tables(method, h, w, directions, x.device)                         # (K, L)
     xl, W = x.flatten(2), x_proj_weight.to(f)                                             # (B, D, L), (K, R+2N, D)
     dtr = (W[:, :R].reshape(K * R, dm) @ xl).view(b, K, R, L)                              # (B, K, R, L) map order
-    bc = (xl.transpose(1, 2) @ W[:, R:].reshape(K * (M - R), dm).t()).view(b, L * K, M - R)   # (B, L·K, 2N)
-    steps = (tables * K + torch.arange(K, device=x.device)[:, None]).flatten()            # (K·L,) rows of (L·K)
-    BC = bc.index_select(1, steps).view(b, K, L, M - R)                                   # (B, K, L, 2N) visiting order
+    BC = (xl.transpose(1, 2) @ W[:, R:].reshape(K * (M - R), dm).t()).view(b, L, K, M - R)    # (B, L, K, 2N) map order
     out, _ = torch.ops.ssm_defects.fused_direction_scan(xl.contiguous(), tables, dtr, dt_proj_weight.to(f), -torch.exp(A_log.to(f)),
                                                         BC, D.to(f), dt_proj_bias.to(f))
     return out.view(b, dm, h, w)                                                          # (B, D, H, W)
