@@ -111,7 +111,9 @@ def fused_direction_scan(x, method, directions, x_proj_weight, dt_proj_weight, d
     tables = direction_tables(method, h, w, directions, x.device)                         # (K, L)
     xl, W = x.flatten(2), x_proj_weight.to(f)                                             # (B, D, L), (K, R+2N, D)
     dtr = (W[:, :R].reshape(K * R, dm) @ xl).view(b, K, R, L)                              # (B, K, R, L) map order
-    BC = (xl.transpose(1, 2) @ W[:, R:].reshape(K * (M - R), dm).t()).view(b, L, K, M - R)    # (B, L, K, 2N) map order
+    bc = (xl.transpose(1, 2) @ W[:, R:].reshape(K * (M - R), dm).t()).view(b, L * K, M - R)   # (B, L·K, 2N)
+    steps = (tables * K + torch.arange(K, device=x.device)[:, None]).flatten()            # (K·L,) rows of (L·K)
+    BC = bc.index_select(1, steps).view(b, K, L, M - R)                                   # (B, K, L, 2N) visiting order
     out, _ = torch.ops.ssm_defects.fused_direction_scan(xl.contiguous(), tables, dtr, dt_proj_weight.to(f), -torch.exp(A_log.to(f)),
                                                         BC, D.to(f), dt_proj_bias.to(f))
     return out.view(b, dm, h, w)                                                          # (B, D, H, W)

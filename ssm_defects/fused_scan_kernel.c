@@ -1,12 +1,12 @@
 // SS2D's K-direction scan fused into one pass per (batch, channel) row of the map (chapter 05b). Compiled appended to
 // scan_kernel.c (it uses exp_f32). For row (b, d) and direction k, step t reads map position p = tab[k, t]:
 //   u_t = x[b, d, p],  dt_t = softplus(<Wdt[k, d, :], dtr[b, k, :, p]> + bias[k, d]),
-//   B_t, C_t = BC[b, p, k, 0:N], BC[b, p, k, N:2N]
+//   B_t, C_t = BC[b, k, t, 0:N], BC[b, k, t, N:2N]
 //   h_t = exp(dt_t A[k, d]) h_{t-1} + dt_t u_t B_t ;  out[b, d, p] += <C_t, h_t> + Dk[k, d] u_t
 // so the D-wide u, delta and y are neither gathered into sequences nor scattered back: the map is read and written in
 // place, and delta = dt_proj(dtr) is formed row by row from its rank-R input, never stored. x, out, gx: (Bb, Dm, L);
-// dtr, gdtr: (Bb, K, R, L) in map order; Wdt, gWdt: (K, Dm, R); BC, gBC: (Bb, L, K, 2N) in map order (sb = K·2N
-// apart from one position to the next); all contiguous. Checkpoints every T steps: ckpt (Bb·Dm, K, nch, N). The
+// dtr, gdtr: (Bb, K, R, L) in map order; Wdt, gWdt: (K, Dm, R); BC, gBC: (Bb, K, L, 2N), in each direction's visiting
+// order (read and written sequentially: at map positions they would be scattered, and slower); all contiguous. Checkpoints every T steps: ckpt (Bb·Dm, K, nch, N). The
 // directions accumulate into out and gx, which the first direction's pass writes (the caller need not zero them);
 // gdtr, gWdt, gBC and the other shared gradients are per-thread partial sums, zeroed by the caller.
 // The skip term Dk u_t is added by a sequential pass over the row in map order, not step by step: every direction
@@ -52,7 +52,7 @@ static inline void delta_row_##SUFFIX(const real* dtr, const real* W, real bias,
 DEFINE_DELTA_ROW(float, f32)
 DEFINE_DELTA_ROW(double, f64)
 
-// The forward's steps over one row (b, d) in direction k, inside fused_fwd's loops (tk, xr, work, BCk, sb, Ad, ck, yr in
+// The forward's steps over one row (b, d) in direction k, inside fused_fwd's loops (tk, xr, work, BCk, Ad, ck, yr in
 // scope); NN is N or a constant equal to it. Chunk by chunk: the state is checkpointed at the start of each.
 #define FUSED_FWD_ROW(real, EXP, NN)                                                                               \
             real h[NN];                                  /* the state */                                         \
@@ -62,7 +62,7 @@ DEFINE_DELTA_ROW(double, f64)
                 for (int64_t t = t0; t < (t0 + T < L ? t0 + T : L); t++) {                                       \
                     int64_t p = tk[t];                                                                           \
                     real dtv = work[p], uv = xr[p], du = dtv * uv, acc = 0;                                      \
-                    const real *Bt = BCk + p * sb, *Ct = Bt + NN;                                                 \
+                    const real *Bt = BCk + t * 2 * NN, *Ct = Bt + NN;                                            \
                     _Pragma("GCC ivdep") for (int64_t n = 0; n < NN; n++) {                                      \
                         h[n] = EXP(dtv * Ad[n]) * h[n] + du * Bt[n];                                             \
                         acc += Ct[n] * h[n];                                                                     \
@@ -82,7 +82,7 @@ DEFINE_DELTA_ROW(double, f64)
                 for (int64_t j = 0; j < len; j++) {              /* recompute the chunk's states */              \
                     int64_t p = tk[t0 + j];                                                                      \
                     real dtv = dts[p], du = dtv * xr[p];                                                         \
-                    const real *hp = j ? hs + (j - 1) * NN : h0, *Bt = BCk + p * sb;                               \
+                    const real *hp = j ? hs + (j - 1) * NN : h0, *Bt = BCk + (t0 + j) * 2 * NN;                    \
                     real *hj = hs + j * NN, *aj = as + j * NN;                                                     \
                     _Pragma("GCC ivdep") for (int64_t n = 0; n < NN; n++) {                                                  \
                         aj[n] = EXP(dtv * Ad[n]);                                                                \
@@ -93,8 +93,8 @@ DEFINE_DELTA_ROW(double, f64)
                     int64_t p = tk[t0 + j];                                                                      \
                     real dtv = dts[p], uv = xr[p], gyt = gor[p], du = dtv * uv, sB = 0, sA = 0;                  \
                     const real *hp = j ? hs + (j - 1) * NN : h0, *hj = hs + j * NN, *aj = as + j * NN;              \
-                    const real *Bt = BCk + p * sb, *Ct = Bt + NN;                                                  \
-                    real *gBt = gBCk + p * sb, *gCt = gBt + NN;                                                    \
+                    const real *Bt = BCk + (t0 + j) * 2 * NN, *Ct = Bt + NN;                                       \
+                    real *gBt = gBCk + (t0 + j) * 2 * NN, *gCt = gBt + NN;                                         \
                     _Pragma("GCC ivdep") for (int64_t n = 0; n < NN; n++) {                                                  \
                         real G = g[n] + Ct[n] * gyt;                 /* dL/dh_t */                               \
                         gCt[n] += gyt * hj[n];                                                                   \
@@ -107,7 +107,7 @@ DEFINE_DELTA_ROW(double, f64)
                     }                                                                                            \
                     gxr[p] += dtv * sB;                                                                          \
                     real gv = (uv * sB + sA) * sig[p];               /* through the softplus */                  \
-                    gdr[p] = gv; gbkd += gv;                                                                     \
+                    gdr[p] = gv;                                                                                 \
                 }                                                                                                \
             }
 
@@ -143,7 +143,7 @@ static inline __m512 sum16(const __m512* v) {     // lane j = the sum of v[j]'s 
     __m512 s = _mm512_add_ps(_mm512_shuffle_ps(c[0], c[1], 0x88), _mm512_shuffle_ps(c[0], c[1], 0xDD));
     return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), s);  // lane 4k + r held v[4r + k]
 }
-static void fused_fwd_row16_f32(const int64_t* tk, const float* xr, const float* work, const float* BCk, int64_t sb,
+static void fused_fwd_row16_f32(const int64_t* tk, const float* xr, const float* work, const float* BCk,
                                 const float* Ad, int64_t L, int64_t T, float* ck, float* yr) {
     __m512 h = _mm512_setzero_ps(), A = _mm512_loadu_ps(Ad), prod[16];
     for (int64_t t0 = 0; t0 < L; t0 += T) {
@@ -153,7 +153,7 @@ static void fused_fwd_row16_f32(const int64_t* tk, const float* xr, const float*
             int64_t m = t1 - s0 < 16 ? t1 - s0 : 16;
             for (int64_t j = 0; j < m; j++) {
                 int64_t p = tk[s0 + j];
-                const float *Bt = BCk + p * sb, dtv = work[p];
+                const float *Bt = BCk + (s0 + j) * 32, dtv = work[p];
                 __m512 a = exp_f32x16(_mm512_mul_ps(_mm512_set1_ps(dtv), A));
                 h = _mm512_fmadd_ps(a, h, _mm512_mul_ps(_mm512_set1_ps(dtv * xr[p]), _mm512_loadu_ps(Bt)));
                 prod[j] = _mm512_mul_ps(_mm512_loadu_ps(Bt + 16), h);                 // C_t * h_t
@@ -166,8 +166,8 @@ static void fused_fwd_row16_f32(const int64_t* tk, const float* xr, const float*
     }
 }
 static void fused_bwd_row16_f32(const int64_t* tk, const float* xr, const float* gor, const float* dts, const float* sig,
-        const float* BCk, float* gBCk, int64_t sb, const float* Ad, float* gAd, const float* ck, int64_t L, int64_t T,
-        float* hs, float* as, float* gxr, float* gdr, float* gbkd) {
+        const float* BCk, float* gBCk, const float* Ad, float* gAd, const float* ck, int64_t L, int64_t T,
+        float* hs, float* as, float* gxr, float* gdr) {
     __m512 A = _mm512_loadu_ps(Ad), g = _mm512_setzero_ps(), gA = _mm512_setzero_ps(), GB[16], QA[16];
     for (int64_t c = (L + T - 1) / T - 1; c >= 0; c--) {
         int64_t t0 = c * T, len = t0 + T < L ? T : L - t0;
@@ -176,7 +176,7 @@ static void fused_bwd_row16_f32(const int64_t* tk, const float* xr, const float*
             int64_t p = tk[t0 + j];
             float dtv = dts[p];
             __m512 a = exp_f32x16(_mm512_mul_ps(_mm512_set1_ps(dtv), A));
-            h = _mm512_fmadd_ps(a, h, _mm512_mul_ps(_mm512_set1_ps(dtv * xr[p]), _mm512_loadu_ps(BCk + p * sb)));
+            h = _mm512_fmadd_ps(a, h, _mm512_mul_ps(_mm512_set1_ps(dtv * xr[p]), _mm512_loadu_ps(BCk + (t0 + j) * 32)));
             _mm512_storeu_ps(hs + j * 16, h); _mm512_storeu_ps(as + j * 16, a);
         }
         for (int64_t j1 = len - 1; j1 >= 0; j1 -= 16) {                      // walk it backwards, 16 steps at a time
@@ -184,8 +184,8 @@ static void fused_bwd_row16_f32(const int64_t* tk, const float* xr, const float*
             for (int64_t i = 0; i < m; i++) {
                 int64_t j = j1 - i, t = t0 + j, p = tk[t];
                 float dtv = dts[p], du = dtv * xr[p], gyt = gor[p];
-                const float *Bt = BCk + p * sb;
-                float *gBt = gBCk + p * sb;
+                const float *Bt = BCk + t * 32;
+                float *gBt = gBCk + t * 32;
                 __m512 hj = _mm512_loadu_ps(hs + j * 16), aj = _mm512_loadu_ps(as + j * 16);
                 __m512 hp = _mm512_loadu_ps(j ? hs + (j - 1) * 16 : ck + c * 16);
                 __m512 G = _mm512_fmadd_ps(_mm512_loadu_ps(Bt + 16), _mm512_set1_ps(gyt), g);         // dL/dh_t
@@ -204,14 +204,14 @@ static void fused_bwd_row16_f32(const int64_t* tk, const float* xr, const float*
                 int64_t p = tk[t0 + j1 - i];
                 float dtv = dts[p], gv = (xr[p] * sB[i] + sA[i]) * sig[p];                          // through the softplus
                 gxr[p] += dtv * sB[i];
-                gdr[p] = gv; *gbkd += gv;
+                gdr[p] = gv;
             }
         }
     }
     _mm512_storeu_ps(gAd, _mm512_add_ps(_mm512_loadu_ps(gAd), gA));
 }
-#define FUSED_FWD_ROW16_f32 fused_fwd_row16_f32(tk, xr, work, BCk, sb, Ad, L, T, ck, yr);
-#define FUSED_BWD_ROW16_f32 fused_bwd_row16_f32(tk, xr, gor, dts, sig, BCk, gBCk, sb, Ad, gAd, ck, L, T, hs, as, gxr, gdr, &gbkd);
+#define FUSED_FWD_ROW16_f32 fused_fwd_row16_f32(tk, xr, work, BCk, Ad, L, T, ck, yr);
+#define FUSED_BWD_ROW16_f32 fused_bwd_row16_f32(tk, xr, gor, dts, sig, BCk, gBCk, Ad, gAd, ck, L, T, hs, as, gxr, gdr);
 #else
 #define FUSED_FWD_ROW16_f32 { FUSED_FWD_ROW(float, exp_f32, 16) }
 #define FUSED_BWD_ROW16_f32 { FUSED_BWD_ROW(float, exp_f32, 16) }
@@ -223,13 +223,13 @@ static void fused_bwd_row16_f32(const int64_t* tk, const float* xr, const float*
 void fused_fwd_##SUFFIX(int64_t r0, int64_t r1, int64_t Dm, int64_t K, int64_t L, int64_t N, int64_t T, int64_t R, \
         const real* x, const int64_t* tab, const real* dtr, const real* Wdt, const real* bias, const real* A,    \
         const real* BC, const real* Dk, real* out, real* ckpt, real* work) {         /* work: L reals */         \
-    int64_t nch = (L + T - 1) / T, sb = K * 2 * N;          /* sb: BC's stride from one map position to the next */ \
+    int64_t nch = (L + T - 1) / T;                                                                               \
     for (int64_t k = 0; k < K; k++) {            /* direction outside: B, C of (b, k) stay in cache over rows */ \
         const int64_t* tk = tab + k * L;                                                                         \
         for (int64_t row = r0; row < r1; row++) {                                                                \
             int64_t b = row / Dm, d = row % Dm, kd = k * Dm + d;                                                 \
             const real *xr = x + row * L, *dr = dtr + (b * K + k) * R * L, *Wd = Wdt + kd * R, *Ad = A + kd * N; \
-            const real *BCk = BC + (b * L * K + k) * 2 * N;                                                      \
+            const real *BCk = BC + (b * K + k) * L * 2 * N;                                                      \
             real bkd = bias[kd], Dkd = Dk[kd], *yr = out + row * L, *ck = ckpt + (row * K + k) * nch * N;       \
             real slope;                                                                                         \
             delta_row_##SUFFIX(dr, Wd, bkd, R, L, work);                                                         \
@@ -250,15 +250,15 @@ void fused_bwd_##SUFFIX(int64_t r0, int64_t r1, int64_t Dm, int64_t K, int64_t L
         const real* x, const int64_t* tab, const real* dtr, const real* Wdt, const real* bias, const real* A,    \
         const real* BC, const real* Dk, const real* ckpt, const real* gout, real* gx, real* gdtr, real* gWdt,    \
         real* gA, real* gBC, real* gD, real* gbias, real* work) {                                                \
-    int64_t nch = (L + T - 1) / T, sb = K * 2 * N;          /* sb: BC's stride from one map position to the next */ \
+    int64_t nch = (L + T - 1) / T;                                                                               \
     real *hs = work, *as = work + T * N, *dts = work + 2 * T * N, *sig = dts + L, *gdr = sig + L;                \
     for (int64_t k = 0; k < K; k++) {                                                                            \
         const int64_t* tk = tab + k * L;                                                                         \
         for (int64_t row = r0; row < r1; row++) {                                                                \
             int64_t b = row / Dm, d = row % Dm, kd = k * Dm + d;                                                 \
             const real *xr = x + row * L, *gor = gout + row * L, *dr = dtr + (b * K + k) * R * L, *Ad = A + kd * N; \
-            const real *BCk = BC + (b * L * K + k) * 2 * N, *ck = ckpt + (row * K + k) * nch * N;                \
-            real *gxr = gx + row * L, *gBCk = gBC + (b * L * K + k) * 2 * N, *gAd = gA + kd * N;                 \
+            const real *BCk = BC + (b * K + k) * L * 2 * N, *ck = ckpt + (row * K + k) * nch * N;                \
+            real *gxr = gx + row * L, *gBCk = gBC + (b * K + k) * L * 2 * N, *gAd = gA + kd * N;                 \
             const real *Wd = Wdt + kd * R;                                                                       \
             real bkd = bias[kd], Dkd = Dk[kd], gDkd = 0, gbkd = 0;                                              \
             delta_row_##SUFFIX(dr, Wd, bkd, R, L, dts);                                                          \
@@ -270,6 +270,7 @@ void fused_bwd_##SUFFIX(int64_t r0, int64_t r1, int64_t Dm, int64_t K, int64_t L
                 case 16: FUSED_BWD_ROW16_##SUFFIX break;                                                              \
                 default: { FUSED_BWD_ROW(real, EXP, N) }                                                          \
             }                                                                                                    \
+            for (int64_t p = 0; p < L; p++) gbkd += gdr[p];               /* the bias's gradient: sum of dL/d delta */ \
             gD[kd] += gDkd; gbias[kd] += gbkd;                                                                   \
             for (int64_t r = 0; r < R; r++) {                /* through dt_proj: delta = Wdt . dtr */                \
                 const real *dtr_r = dr + r * L; real *gdtr_r = gdtr + ((b * K + k) * R + r) * L, w = Wd[r], s = 0; \
