@@ -6,9 +6,10 @@
 // so the D-wide u, delta and y are neither gathered into sequences nor scattered back: the map is read and written in
 // place, and delta = dt_proj(dtr) is formed row by row from its rank-R input, never stored. x, out, gx: (Bb, Dm, L);
 // dtr, gdtr: (Bb, K, R, L) in map order; Wdt, gWdt: (K, Dm, R); BC, gBC: (Bb, K, L, 2N), in each direction's visiting
-// order (read and written sequentially: at map positions they would be scattered, and slower); all contiguous. Checkpoints every T steps: ckpt (Bb·Dm, K, nch, N). The
-// directions accumulate into out and gx, which the first direction's pass writes (the caller need not zero them);
-// gdtr, gWdt, gBC and the other shared gradients are per-thread partial sums, zeroed by the caller.
+// order (read and written sequentially; at map positions they would be scattered, and slower); all contiguous.
+// Checkpoints every T steps: ckpt (Bb·Dm, K, nch, N). The directions accumulate into out and gx, which the first
+// direction's pass writes (the caller need not zero them); gdtr, gWdt, gBC and the other shared gradients are
+// per-thread partial sums, zeroed by the caller.
 // The skip term Dk u_t is added by a sequential pass over the row in map order, not step by step: every direction
 // visits every position once. The pass also brings the row's x and out into L1 before the scan's scattered accesses
 // (without it the forward on a 64x64 map runs about 1.5-1.9x slower).
